@@ -1,0 +1,58 @@
+# psft-edu: `make compare` runs the main experiment, `make test` runs everything CI checks.
+#
+# Set-up installs into .venv/. PyTorch comes first, from TORCH_SPEC:
+#   - default on a machine without an NVIDIA driver: torch==2.13.0 (a CPU build where one is
+#     available locally or from TORCH_INDEX_URL);
+#   - default where `nvidia-smi` exists: torch==2.13.0 from PyPI, whose Linux wheels are CUDA builds.
+# Override either, e.g.  make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=<a CUDA or CPU wheel index>
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= small
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+STAMP := $(VENV)/.psft-edu-installed
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null)
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PSFT_EDU_PRESET=tiny MPLBACKEND=Agg TQDM_DISABLE=1
+
+.PHONY: setup test test-unit test-notebooks test-browser compare lab bench data clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -m pip install --quiet -e ".[test,trl]"
+	@touch $(STAMP)
+
+test: setup test-unit test-notebooks test-browser
+
+test-unit: setup
+	$(VENV)/bin/ruff check .
+	$(TEST_ENV) $(PY) -m pytest -q -m "not browser" tests
+
+test-notebooks: setup
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(TEST_ENV) $(PY) -m pytest -q --nbval-lax -p no:randomly notebooks; \
+	else echo "no notebooks yet"; fi
+
+test-browser: setup
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	$(TEST_ENV) $(PY) -m pytest -q -m browser tests
+
+compare: setup
+	$(PY) -m psft_edu compare --preset $(PRESET) --out runs/compare
+
+bench: setup
+	$(PY) -m psft_edu bench --preset $(PRESET)
+
+data: setup
+	$(PY) -m psft_edu data
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache .hypothesis

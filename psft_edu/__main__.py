@@ -1,0 +1,259 @@
+"""Command line: ``python -m psft_edu <command> --help``.
+
+Commands: data, pretrain, eval, train, compare, sweep, rl, bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .models import PRESETS, preset_name
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _preset_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=list(PRESETS), default=None, help="model size (default: $PSFT_EDU_PRESET or small)")
+
+
+def cmd_data(args) -> int:
+    from .data import check_data, write_data
+
+    if args.check:
+        bad = check_data()
+        if bad:
+            print("data/ differs from the generator: " + ", ".join(bad), file=sys.stderr)
+            return 1
+        print("data/ matches the generator")
+        return 0
+    for name in write_data():
+        print(f"wrote data/{name}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from .pretrain import pretrain
+
+    out = pretrain(preset_name(args.preset), args.out, seed=args.seed, steps=args.steps, device=args.device)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"saved {out} ({manifest['train_seconds']} s)")
+    for family, row in manifest["evaluation"]["results"].items():
+        print(f"  {family:9s} " + "  ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import tasks
+    from .data import eval_prompts
+    from .evaluate import evaluate_model
+    from .models import load_model
+
+    model, tokenizer = load_model(args.model or preset_name(args.preset), device=args.device)
+    families = args.families or list(tasks.FAMILIES)
+    result = evaluate_model(model, tokenizer, {f: eval_prompts(f, args.prompts) for f in families}, args.samples, seed=args.seed)
+    for family, row in result.items():
+        print(f"{family:9s} " + "  ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .compare import make_eval_fn
+    from .data import load_split, read_jsonl
+    from .models import load_model
+    from .train import TrainConfig, Trainer
+
+    # Read and validate the data before anything is written to --out.
+    records = read_jsonl(args.data) if args.data else load_split("sft_train")
+    val = load_split("sft_val")
+    spec = args.model or preset_name(args.preset)
+    cfg = TrainConfig(
+        objective=args.objective,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        global_batch=args.global_batch,
+        mini_batch=args.mini_batch,
+        micro_batch=args.micro_batch,
+        clip=args.clip,
+        beta=args.beta,
+        never_refresh=args.never_refresh,
+        seed=args.seed,
+        max_length=args.max_length,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        compile=args.compile,
+        log_kl=not args.no_kl_log,
+        init=str(spec),
+    )
+    model, tokenizer = load_model(spec, device=args.device)
+    eval_fn = None
+    if not args.no_eval and not args.data:
+        preset = get_eval_preset(args)
+        quick = make_eval_fn(tokenizer, val, PRESETS[preset].eval_prompts, PRESETS[preset].eval_samples, args.seed)
+        eval_fn = quick
+    trainer = Trainer(model, tokenizer, records, cfg, out=args.out, eval_fn=eval_fn)
+    trainer.train(resume=args.resume)
+    last = trainer.history[-1] if trainer.history else {}
+    print(f"done: {trainer.step} steps; final loss {last.get('loss', float('nan')):.4f}, entropy {last.get('entropy', float('nan')):.4f}")
+    print(f"model saved to {Path(args.out) / 'model'}")
+    return 0
+
+
+def get_eval_preset(args) -> str:
+    return preset_name(args.preset)
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    out = Path(args.out)
+    summary = compare(preset_name(args.preset), tuple(args.seeds) if args.seeds else None, out, max_steps=args.max_steps)
+    print((out / "report.md").read_text())
+    print(f"report: {out / 'report.md'}  (summary.json and figures beside it; {summary['seconds']} s)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    run_bench(preset_name(args.preset), steps=args.steps, device=args.device, out=args.out)
+    return 0
+
+
+def cmd_rl(args) -> int:
+    from .rl import main as rl_main
+
+    return rl_main(args)
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import main as sweep_main
+
+    return sweep_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m psft_edu", description="Proximal SFT, from first principles.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="(re)build data/ from the seeded generators")
+    p.add_argument("--check", action="store_true", help="verify data/ against the generator instead of writing")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("pretrain", help="train a base model on the task mixture")
+    _preset_arg(p)
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints/<preset>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("eval", help="evaluate a model on every task family")
+    _preset_arg(p)
+    p.add_argument("--model", default=None, help="folder, preset or hf:<id> (default: the preset's base)")
+    p.add_argument("--families", nargs="*", default=None)
+    p.add_argument("--prompts", type=int, default=100)
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="fine-tune with one objective")
+    p.add_argument("--objective", default="psft", choices=["sft", "psft", "sft_kl", "dft", "asft"])
+    _preset_arg(p)
+    p.add_argument("--model", default=None, help="folder or hf:<id> instead of the preset's base")
+    p.add_argument("--data", default=None, help="prompt/completion JSONL instead of data/sft_train.jsonl")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=192)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--global-batch", type=int, default=256)
+    p.add_argument("--mini-batch", type=int, default=32)
+    p.add_argument("--micro-batch", type=int, default=None)
+    p.add_argument("--clip", type=float, default=0.28)
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--never-refresh", action="store_true", help="PSFT: keep the base model as the old policy")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--no-kl-log", action="store_true", help="skip logging KL to the base model (saves a forward)")
+    p.add_argument("--compile", action="store_true", help="torch.compile (CUDA only)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="SFT vs PSFT side by side (the main experiment)")
+    _preset_arg(p)
+    p.add_argument("--seeds", type=int, nargs="*", default=None)
+    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("bench", help="speed and memory benchmark (ratios measured in one run)")
+    _preset_arg(p)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("rl", help="GRPO on the harder in-domain split, from a checkpoint")
+    p.add_argument("--init", required=True, help="checkpoint folder (or preset) to start from")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--prompts-per-step", type=int, default=16)
+    p.add_argument("--clip-low", type=float, default=0.2)
+    p.add_argument("--clip-high", type=float, default=0.28)
+    p.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
+    p.add_argument("--split", default="rl_hard")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=10)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_rl)
+
+    p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
+    _preset_arg(p)
+    p.add_argument("--what", default="all", choices=["neighbours", "clip", "refresh", "lr", "all"])
+    p.add_argument("--seeds", type=int, nargs="*", default=None)
+    p.add_argument("--out", default="runs/sweep")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .train import Interrupted, TrainingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Model presets, the device helper, and loading models and tokenizers.
+
+All models are ``transformers.GPT2LMHeadModel``; a preset only picks its size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("PSFT_EDU_DATA", REPO_ROOT / "data"))
+TOKENIZER_DIR = DATA_DIR / "tokenizer"
+CHECKPOINT_DIR = DATA_DIR / "checkpoints"
+PRESET_ENV = "PSFT_EDU_PRESET"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Size of the model and the budgets that go with it."""
+
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    n_positions: int
+    vocab_size: int | None  # None: the size of the project's tokenizer
+    pretrain_steps: int
+    pretrain_batch: int
+    pretrain_lr: float
+    eval_prompts: int  # prompts per family in evaluations during and after fine-tuning
+    eval_samples: int  # samples per prompt (k of pass@k)
+
+
+PRESETS: dict[str, Preset] = {
+    # CI: every notebook in minutes on 2 CPU cores.
+    "tiny": Preset("tiny", 2, 2, 64, 64, None, 4000, 64, 3e-3, 24, 4),
+    # A laptop CPU: the default of `make compare`.
+    "small": Preset("small", 4, 4, 128, 64, None, 6000, 64, 2e-3, 64, 8),
+    # GPT-2 124M (12 layers, 768 wide, 12 heads, 1024 context, GPT-2's vocabulary size): one GPU.
+    "gpt2": Preset("gpt2", 12, 12, 768, 1024, 50257, 6000, 64, 6e-4, 128, 8),
+}
+
+
+def preset_name(name: str | None = None) -> str:
+    """The preset to use: the argument, else ``$PSFT_EDU_PRESET``, else ``small``."""
+    chosen = name or os.environ.get(PRESET_ENV) or "small"
+    if chosen not in PRESETS:
+        raise ValueError(f"unknown preset {chosen!r}; choose from {', '.join(PRESETS)}")
+    return chosen
+
+
+def get_preset(name: str | None = None) -> Preset:
+    return PRESETS[preset_name(name)]
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """CUDA if present, then Apple's MPS, then the CPU (``prefer`` overrides)."""
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def maybe_compile(model: torch.nn.Module, compile: bool = False) -> torch.nn.Module:
+    """``torch.compile`` only on CUDA and only when asked; elsewhere the model unchanged."""
+    device = next(model.parameters()).device
+    if compile and device.type == "cuda":
+        return torch.compile(model)  # type: ignore[return-value]
+    return model
+
+
+def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
+    """The project's character tokenizer (or the one saved at ``path``)."""
+    folder = Path(path) if path else TOKENIZER_DIR
+    if not (folder / "tokenizer.json").exists() and not (folder / "tokenizer_config.json").exists():
+        raise FileNotFoundError(f"{folder}: no tokenizer here; run `python -m psft_edu data` to build it")
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def new_model(preset: str | Preset | None = None, tokenizer: PreTrainedTokenizerBase | None = None, seed: int = 0) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 of the preset's size."""
+    p = preset if isinstance(preset, Preset) else get_preset(preset)
+    tok = tokenizer or load_tokenizer()
+    config = GPT2Config(
+        vocab_size=p.vocab_size or len(tok),
+        n_positions=p.n_positions,
+        n_embd=p.n_embd,
+        n_layer=p.n_layer,
+        n_head=p.n_head,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        # Dropout off: small models on clean synthetic data, and bit-exact resumption.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config)
+
+
+def checkpoint_path(preset: str) -> Path:
+    """Folder of the shipped base checkpoint for a preset."""
+    return CHECKPOINT_DIR / preset_name(preset)
+
+
+def load_model(
+    spec: str | Path | None = None, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """Load ``(model, tokenizer)`` from a preset name, a local folder or a hub id.
+
+    * ``"tiny"``, ``"small"``, ``"gpt2"`` (or ``None`` for ``$PSFT_EDU_PRESET``): the shipped
+      base checkpoint of that preset;
+    * a folder written by ``save_pretrained``;
+    * ``"hf:<model id>"``, for example ``"hf:gpt2"``: from the Hugging Face hub (needs the hub,
+      or the model in the local cache with ``HF_HUB_OFFLINE=1``).
+    """
+    if spec is None or str(spec) in PRESETS:
+        folder: str = str(checkpoint_path(preset_name(str(spec) if spec else None)))
+        if not Path(folder, "config.json").exists():
+            raise FileNotFoundError(
+                f"{folder}: no base checkpoint; run `python -m psft_edu pretrain --preset {Path(folder).name}`"
+            )
+    elif str(spec).startswith("hf:"):
+        folder = str(spec)[3:]
+    else:
+        folder = str(spec)
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder, a preset ({', '.join(PRESETS)}) or an hf:<id>")
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError):
+        tokenizer = load_tokenizer()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(pick_device(str(device)) if device else pick_device())
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,72 @@
+"""Pretraining the base models: plain next-token training on the mixture of all task families.
+
+It is the same :class:`~psft_edu.train.Trainer` with the ``sft`` objective, one
+mini-batch per global batch and a cosine schedule; only the data (every family,
+answers drawn uniformly from the valid set) makes it "pretraining".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import tasks
+from .data import atomic_write_bytes, eval_prompts, load_split
+from .evaluate import evaluate_model
+from .models import checkpoint_path, get_preset, load_tokenizer, new_model, pick_device
+from .train import TrainConfig, Trainer, git_commit, save_model_atomic
+
+MANIFEST = "manifest.json"
+MANIFEST_PROMPTS = 100  # prompts per family in the manifest's evaluation table
+MANIFEST_SAMPLES = 8
+MANIFEST_SEED = 0
+
+
+def base_evaluation(model: torch.nn.Module, tokenizer, prompts: int = MANIFEST_PROMPTS) -> dict:
+    """The evaluation table stored in a base checkpoint's manifest (and reproduced by a test)."""
+    per_family = {f: eval_prompts(f, prompts) for f in tasks.FAMILIES}
+    return evaluate_model(model, tokenizer, per_family, MANIFEST_SAMPLES, seed=MANIFEST_SEED)
+
+
+def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: int | None = None, device: str | None = None) -> Path:
+    """Train the preset's base model from scratch and save it with a manifest."""
+    p = get_preset(preset)
+    out = Path(out) if out else checkpoint_path(p.name)
+    tokenizer = load_tokenizer()
+    model = new_model(p, tokenizer, seed=seed).to(pick_device(device))
+    cfg = TrainConfig(
+        objective="sft",
+        lr=p.pretrain_lr,
+        max_steps=steps or p.pretrain_steps,
+        global_batch=p.pretrain_batch,
+        mini_batch=p.pretrain_batch,
+        warmup_steps=100,
+        schedule="cosine",
+        weight_decay=0.01,
+        seed=seed,
+        log_kl=False,
+    )
+    started = time.time()
+    work = out.with_name(out.name + ".run")
+    Trainer(model, tokenizer, load_split("pretrain"), cfg, out=work).train()
+    seconds = time.time() - started
+    model.eval()
+    table = base_evaluation(model, tokenizer)
+    save_model_atomic(model, tokenizer, out)
+    manifest = {
+        "preset": p.name,
+        "command": " ".join(["python -m psft_edu", *sys.argv[1:]]),
+        "seed": seed,
+        "steps": cfg.max_steps,
+        "commit": git_commit(),
+        "train_seconds": round(seconds, 1),
+        "device": str(next(model.parameters()).device),
+        "parameters": sum(t.numel() for t in model.parameters()),
+        "evaluation": {"prompts_per_family": MANIFEST_PROMPTS, "samples": MANIFEST_SAMPLES, "seed": MANIFEST_SEED, "results": table},
+    }
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return out

@@ -1,0 +1,224 @@
+"""A small world of verifiable tasks, written as plain text prompts and completions.
+
+Five families; each has a seeded prompt generator, a verifier and (all are finite
+here) the set of valid answers for a prompt:
+
+==============  ==================================  ==============  ============
+family          example prompt -> completion        valid answers   role
+==============  ==================================  ==============  ============
+``make_sum``    ``make 14 from 3 5 9 11 2:`` `` 3+11``  one or more     in-domain
+``add``         ``add 23 48:`` `` 71``               exactly one     out-of-domain
+``reverse``     ``reverse abcde:`` `` edcba``        exactly one     out-of-domain
+``sort``        ``sort 5 2 9 1:`` `` 1 2 5 9``       exactly one     out-of-domain
+``even``        ``even between 12 and 30:`` `` 18``  many            out-of-domain
+==============  ==================================  ==============  ============
+
+The base model sees every family with answers drawn uniformly from the valid set
+(a spread-out "own" distribution). The SFT teacher answers ``make_sum`` in one
+narrow style the base never saw: the pair with the smallest first number, written
+with its total, e.g. `` 2+12=14``. The verifier accepts both styles.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LETTERS = "abcdefgh"
+IN_DOMAIN = "make_sum"
+
+
+@dataclass(frozen=True)
+class Example:
+    family: str
+    prompt: str
+    answers: tuple[str, ...]  # every valid completion in the base style, sorted
+
+    def as_record(self, completion: str) -> dict[str, str]:
+        return {"prompt": self.prompt, "completion": completion}
+
+
+def _check_rng(rng: random.Random) -> None:
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
+
+
+# ---------------------------------------------------------------- make_sum (in-domain)
+
+def _sum_pairs(numbers: tuple[int, ...], target: int) -> list[tuple[int, int]]:
+    return sorted(
+        (numbers[i], numbers[j])
+        for i in range(len(numbers))
+        for j in range(len(numbers))
+        if i != j and numbers[i] + numbers[j] == target
+    )
+
+
+def make_sum(rng: random.Random, count: int = 5, max_value: int = 19, min_pairs: int = 1) -> Example:
+    """``make T from n1 n2 ...:`` -> `` a+b`` where a, b are two of the numbers and a+b = T.
+
+    Both orders count as different answers, so a target reachable by p pairs has 2p
+    valid completions. ``min_pairs`` asks for targets with at least that many pairs.
+    """
+    _check_rng(rng)
+    if not 3 <= count <= max_value:
+        raise ValueError(f"make_sum: count must be in [3, max_value={max_value}], got {count}")
+    if min_pairs < 1 or min_pairs > count // 2:
+        raise ValueError(f"make_sum: min_pairs must be in [1, {count // 2}], got {min_pairs}")
+    while True:
+        numbers = tuple(rng.sample(range(1, max_value + 1), count))
+        sums = sorted({a + b for i, a in enumerate(numbers) for b in numbers[i + 1 :]})
+        target = rng.choice(sums)
+        pairs = _sum_pairs(numbers, target)
+        if len(pairs) >= 2 * min_pairs:
+            break
+    prompt = f"make {target} from {' '.join(map(str, numbers))}:"
+    return Example("make_sum", prompt, tuple(f" {a}+{b}" for a, b in pairs))
+
+
+def teacher_completion(example: Example) -> str:
+    """The SFT teacher's single canonical answer: smallest first number, with its total."""
+    if example.family != "make_sum":
+        raise ValueError(f"the teacher only answers make_sum, not {example.family}")
+    target = int(example.prompt.split()[1])
+    first = min(int(a.split("+")[0]) for a in example.answers)
+    return f" {first}+{target - first}={target}"
+
+
+_SUM_PROMPT = re.compile(r"^make (\d+) from ((?:\d+ )*\d+):$")
+_SUM_ANSWER = re.compile(r"^ (\d+)\+(\d+)(?:=(\d+))?$")
+
+
+def _verify_make_sum(prompt: str, completion: str) -> bool:
+    p, a = _SUM_PROMPT.match(prompt), _SUM_ANSWER.match(completion)
+    if not p or not a:
+        return False
+    target, numbers = int(p.group(1)), [int(n) for n in p.group(2).split()]
+    x, y = int(a.group(1)), int(a.group(2))
+    if a.group(3) is not None and int(a.group(3)) != target:
+        return False
+    if x + y != target or x not in numbers:
+        return False
+    rest = list(numbers)
+    rest.remove(x)
+    return y in rest
+
+
+# ---------------------------------------------------------------- add
+
+def add(rng: random.Random, max_value: int = 49) -> Example:
+    """``add a b:`` -> `` a+b`` (one answer)."""
+    _check_rng(rng)
+    if max_value < 1:
+        raise ValueError(f"add: max_value must be >= 1, got {max_value}")
+    a, b = rng.randint(0, max_value), rng.randint(0, max_value)
+    return Example("add", f"add {a} {b}:", (f" {a + b}",))
+
+
+# ---------------------------------------------------------------- reverse
+
+def reverse(rng: random.Random, min_len: int = 3, max_len: int = 5) -> Example:
+    """``reverse abc:`` -> `` cba`` (one answer)."""
+    _check_rng(rng)
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"reverse: need 1 <= min_len <= max_len, got {min_len}, {max_len}")
+    word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(min_len, max_len)))
+    return Example("reverse", f"reverse {word}:", (f" {word[::-1]}",))
+
+
+# ---------------------------------------------------------------- sort
+
+def sort(rng: random.Random, count: int = 4) -> Example:
+    """``sort 5 2 9 1:`` -> `` 1 2 5 9`` (one answer; single digits)."""
+    _check_rng(rng)
+    if not 2 <= count <= 10:
+        raise ValueError(f"sort: count must be in [2, 10], got {count}")
+    digits = rng.sample(range(10), count)
+    return Example("sort", f"sort {' '.join(map(str, digits))}:", (" " + " ".join(map(str, sorted(digits))),))
+
+
+# ---------------------------------------------------------------- even
+
+def even(rng: random.Random, max_value: int = 60, min_gap: int = 6) -> Example:
+    """``even between a and b:`` -> any even number strictly between a and b (many answers)."""
+    _check_rng(rng)
+    if max_value < min_gap + 2 or min_gap < 3:
+        raise ValueError(f"even: need min_gap >= 3 and max_value >= min_gap + 2, got {min_gap}, {max_value}")
+    low = rng.randint(0, max_value - min_gap)
+    high = rng.randint(low + min_gap, max_value)
+    answers = tuple(f" {n}" for n in range(low + 1, high) if n % 2 == 0)
+    return Example("even", f"even between {low} and {high}:", answers)
+
+
+# ---------------------------------------------------------------- registry and verification
+
+def _verify_in_set(example_answers: Callable[[str], tuple[str, ...] | None]) -> Callable[[str, str], bool]:
+    def verify(prompt: str, completion: str) -> bool:
+        answers = example_answers(prompt)
+        return answers is not None and completion in answers
+
+    return verify
+
+
+def _answers_add(prompt: str) -> tuple[str, ...] | None:
+    m = re.match(r"^add (\d+) (\d+):$", prompt)
+    return (f" {int(m.group(1)) + int(m.group(2))}",) if m else None
+
+
+def _answers_reverse(prompt: str) -> tuple[str, ...] | None:
+    m = re.match(r"^reverse ([a-z]+):$", prompt)
+    return (f" {m.group(1)[::-1]}",) if m else None
+
+
+def _answers_sort(prompt: str) -> tuple[str, ...] | None:
+    m = re.match(r"^sort ((?:\d )*\d):$", prompt)
+    return (" " + " ".join(sorted(m.group(1).split(), key=int)),) if m else None
+
+
+def _answers_even(prompt: str) -> tuple[str, ...] | None:
+    m = re.match(r"^even between (\d+) and (\d+):$", prompt)
+    if not m:
+        return None
+    low, high = int(m.group(1)), int(m.group(2))
+    return tuple(f" {n}" for n in range(low + 1, high) if n % 2 == 0)
+
+
+GENERATORS: dict[str, Callable[..., Example]] = {
+    "make_sum": make_sum,
+    "add": add,
+    "reverse": reverse,
+    "sort": sort,
+    "even": even,
+}
+VERIFIERS: dict[str, Callable[[str, str], bool]] = {
+    "make_sum": _verify_make_sum,
+    "add": _verify_in_set(_answers_add),
+    "reverse": _verify_in_set(_answers_reverse),
+    "sort": _verify_in_set(_answers_sort),
+    "even": _verify_in_set(_answers_even),
+}
+FAMILIES = tuple(GENERATORS)
+OUT_OF_DOMAIN = tuple(f for f in FAMILIES if f != IN_DOMAIN)
+
+
+def family_of(prompt: str) -> str:
+    """The family a prompt belongs to, from its first word."""
+    head = prompt.split(" ", 1)[0]
+    name = {"make": "make_sum", "add": "add", "reverse": "reverse", "sort": "sort", "even": "even"}.get(head)
+    if name is None:
+        raise ValueError(f"unknown task family for prompt {prompt!r}")
+    return name
+
+
+def verify(prompt: str, completion: str) -> bool:
+    """True when ``completion`` is a correct answer to ``prompt`` (any family)."""
+    return VERIFIERS[family_of(prompt)](prompt, completion)
+
+
+def generate(family: str, rng: random.Random, **kwargs) -> Example:
+    """One example of ``family`` drawn with ``rng``."""
+    if family not in GENERATORS:
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    return GENERATORS[family](rng, **kwargs)

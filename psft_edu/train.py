@@ -1,0 +1,433 @@
+"""One training loop for every objective: SFT, PSFT, SFT-KL, DFT and ASFT.
+
+Per *global batch* the loop freezes the old policy (the log-probs of the current
+model on the whole batch), then takes K = global_batch / mini_batch optimiser steps,
+one per mini-batch. Only PSFT reads the old log-probs; the first mini-batch reuses
+its own forward pass for them because old and current policy are still equal then,
+so PSFT costs one extra no-grad forward over (K-1)/K of each global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from . import objectives as obj
+from .data import Batch, atomic_write_bytes, collate, encode_records
+
+OBJECTIVES = ("sft", "psft", "sft_kl", "dft", "asft")
+NEEDS_REFERENCE = ("sft_kl", "asft")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one fine-tuning run (defaults follow the paper where it gives them)."""
+
+    objective: str = "psft"
+    lr: float = 1e-4
+    max_steps: int = 64  # optimiser steps
+    global_batch: int = 256  # sequences per frozen old policy
+    mini_batch: int = 32  # sequences per optimiser step; K = global_batch / mini_batch
+    micro_batch: int | None = None  # gradient accumulation when a mini-batch does not fit
+    clip: float = 0.28  # PSFT's epsilon (upper bound; the only one that binds with A = 1)
+    beta: float = 0.1  # KL weight of sft_kl and asft
+    agg: str = "token-mean"
+    never_refresh: bool = False  # PSFT's old policy stays the base model for the whole run
+    warmup_steps: int = 10
+    schedule: str = "constant"  # or "cosine"
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_length: int = 64
+    log_kl: bool = True  # log KL to the base model every step (one extra no-grad forward)
+    eval_every: int = 0  # 0: only at the end
+    eval_prompts: int = 32
+    eval_samples: int = 4
+    save_every: int = 0  # 0: only at the end
+    compile: bool = False
+    init: str = ""  # what the model was loaded from, recorded for --resume
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.mini_batch <= 0 or self.global_batch % self.mini_batch:
+            raise ValueError(f"global_batch ({self.global_batch}) must be a multiple of mini_batch ({self.mini_batch})")
+        if self.micro_batch is not None and (self.micro_batch <= 0 or self.mini_batch % self.micro_batch):
+            raise ValueError(f"mini_batch ({self.mini_batch}) must be a multiple of micro_batch ({self.micro_batch})")
+        if self.agg not in obj.AGGREGATIONS:
+            raise ValueError(f"agg must be one of {obj.AGGREGATIONS}, got {self.agg!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.max_steps <= 0 or self.lr <= 0:
+            raise ValueError("max_steps and lr must be positive")
+
+    @property
+    def updates_per_batch(self) -> int:
+        return self.global_batch // self.mini_batch
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (for example a non-finite loss)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; a checkpoint has been written."""
+
+
+def objective_loss(
+    cfg: TrainConfig, logp: torch.Tensor, mask: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The configured objective on one (micro-)batch; ``(loss, stats)``."""
+    if cfg.objective == "sft":
+        return obj.sft_loss(logp, mask, cfg.agg), {}
+    if cfg.objective == "psft":
+        return obj.psft_loss(logp, old_logp, mask, cfg.clip, cfg.agg)
+    if cfg.objective == "dft":
+        return obj.dft_loss(logp, mask, cfg.agg), {}
+    if cfg.objective == "sft_kl":
+        return obj.sft_kl_loss(logp, ref_logp, mask, cfg.beta, cfg.agg), {}
+    return obj.asft_loss(logp, ref_logp, mask, cfg.beta, cfg.agg), {}
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then constant or cosine decay to zero at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / (cfg.warmup_steps + 1)
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
+    """``save_pretrained`` into a temporary folder, then swap it into place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    getattr(model, "_orig_mod", model).save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        for p in old.iterdir():
+            p.unlink()
+        old.rmdir()
+
+
+class Trainer:
+    """Fine-tunes ``model`` on prompt/completion ``records`` with one of :data:`OBJECTIVES`.
+
+    ``out`` (optional) receives ``metrics.jsonl``, ``evals.jsonl``, ``config.json``,
+    ``checkpoint.pt`` and the final ``model/``; ``eval_fn(model, step)`` (optional)
+    returns a dict that is appended to ``evals.jsonl``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        records: list[dict[str, str]],
+        cfg: TrainConfig,
+        out: str | Path | None = None,
+        eval_fn: Callable[[torch.nn.Module, int], dict] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.cfg, self.tokenizer, self.eval_fn, self.progress = cfg, tokenizer, eval_fn, progress
+        self.out = Path(out) if out else None
+        self.device = next(model.parameters()).device
+        self.model = model
+        self.model.train()
+        needs_ref = cfg.objective in NEEDS_REFERENCE or cfg.log_kl or cfg.never_refresh
+        self.reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
+        self.ids, self.prompt_lengths, self.truncated = encode_records(records, tokenizer, cfg.max_length)
+        if len(self.ids) < cfg.global_batch:
+            raise ValueError(f"need at least global_batch={cfg.global_batch} records, got {len(self.ids)}")
+        fused = self.device.type == "cuda"
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.999),
+            fused=fused,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.forward_model = self._compiled(model)
+        self.step = 0
+        self.epoch, self.position = 0, 0  # data order: permutation of epoch, next index in it
+        self.history: list[dict] = []
+        self._interrupted = False
+
+    # ------------------------------------------------------------ helpers
+    def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
+        from .models import maybe_compile
+
+        return maybe_compile(model, self.cfg.compile)
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _order(self, epoch: int) -> list[int]:
+        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        return torch.randperm(len(self.ids), generator=gen).tolist()
+
+    def _next_global_batch(self) -> list[int]:
+        order = self._order(self.epoch)
+        if self.position + self.cfg.global_batch > len(order):
+            self.epoch, self.position = self.epoch + 1, 0
+            order = self._order(self.epoch)
+        picked = order[self.position : self.position + self.cfg.global_batch]
+        self.position += self.cfg.global_batch
+        return picked
+
+    def _batch(self, indices: list[int]) -> Batch:
+        return collate([self.ids[i] for i in indices], [self.prompt_lengths[i] for i in indices], self.tokenizer.pad_token_id).to(
+            self.device
+        )
+
+    def _logits(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        with self._autocast():
+            return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        return obj.token_logprobs(self._logits(model, batch), batch.targets)
+
+    # ------------------------------------------------------------ one global batch
+    def _train_global_batch(self, indices: list[int]) -> list[dict]:
+        cfg = self.cfg
+        K = cfg.updates_per_batch
+        minis = [self._batch(indices[k * cfg.mini_batch : (k + 1) * cfg.mini_batch]) for k in range(K)]
+        old: list[torch.Tensor | None] = [None] * K
+        if cfg.objective == "psft":
+            # Freeze the old policy: mini-batch 0 reuses its own forward (see module docstring).
+            source = self.reference if cfg.never_refresh else self.forward_model
+            self.model.eval()
+            for k in range(0 if cfg.never_refresh else 1, K):
+                old[k] = self._frozen_logprobs(source, minis[k])
+            self.model.train()
+        records = []
+        for k, mini in enumerate(minis):
+            if self.step >= cfg.max_steps:
+                break
+            records.append(self._optimiser_step(mini, old[k]))
+        return records
+
+    def _optimiser_step(self, mini: Batch, old_logp: torch.Tensor | None) -> dict:
+        cfg = self.cfg
+        micro = cfg.micro_batch or cfg.mini_batch
+        total_tokens = mini.mask.sum()
+        total_seqs = (mini.mask.sum(-1) > 0).sum()
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, len(mini), micro):
+            part = mini[start : start + micro]
+            logits = self._logits(self.forward_model, part)
+            logp = obj.token_logprobs(logits, part.targets)
+            old = logp.detach() if old_logp is None else old_logp[start : start + micro]
+            ref = self._frozen_logprobs(self.reference, part) if self.reference is not None else None
+            loss, stats = objective_loss(cfg, logp, part.mask, old, ref)
+            # Weight each micro-batch so the accumulated gradient equals the full mini-batch's.
+            if cfg.agg == "token-mean":
+                weight = part.mask.sum() / total_tokens
+            else:
+                weight = (part.mask.sum(-1) > 0).sum() / total_seqs
+            (loss * weight).backward()
+            with torch.no_grad():
+                values = {"loss": loss.detach(), "entropy": obj.masked_mean(obj.token_entropy(logits), part.mask)}
+                values.update(stats)
+                if ref is not None and cfg.log_kl:
+                    values["kl_to_base"] = obj.kl_to_reference(logp.detach(), ref, part.mask)
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value.float() * weight
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        keys = list(sums)
+        numbers = torch.stack([sums[k] for k in keys] + [grad_norm.float()]).tolist()  # one sync per step
+        record = {"step": self.step + 1, **dict(zip(keys, numbers[:-1])), "grad_norm": numbers[-1], "lr": lr}
+        if not all(math.isfinite(v) for v in numbers):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingError(
+                f"step {self.step + 1}: non-finite loss or gradient (loss={record['loss']}); "
+                + (f"the last good checkpoint is {self.out / 'checkpoint.pt'}" if self.out else "stopping")
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        # Ratio statistics only exist for PSFT; keep a stable key set for everyone.
+        record.setdefault("clip_fraction", 0.0)
+        record.setdefault("ratio_mean", 1.0)
+        record.setdefault("ratio_max", 1.0)
+        return record
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "config": asdict(self.cfg),
+            "reference": self.reference.state_dict() if self.reference is not None else None,
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.out is None:
+            return
+        self._flush_metrics()
+        with tempfile.NamedTemporaryFile(dir=self.out, prefix=".checkpoint.", suffix=".tmp", delete=False) as handle:
+            torch.save(self.state_dict(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, self.out / "checkpoint.pt")
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.reference is not None and state.get("reference") is not None:
+            self.reference.load_state_dict(state["reference"])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.out is not None:
+            # Drop log lines written after the checkpoint; they will be produced again.
+            for name in ("metrics.jsonl", "evals.jsonl"):
+                path = self.out / name
+                if path.exists():
+                    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+                    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+    # ------------------------------------------------------------ logging
+    _pending: list[tuple[str, dict]]
+
+    def _log(self, name: str, record: dict) -> None:
+        if name == "metrics.jsonl":
+            self.history.append(record)
+        if self.out is not None:
+            self._pending.append((name, record))
+
+    def _flush_metrics(self) -> None:
+        if self.out is None or not self._pending:
+            return
+        by_file: dict[str, list[str]] = {}
+        for name, record in self._pending:
+            by_file.setdefault(name, []).append(json.dumps(record) + "\n")
+        for name, lines in by_file.items():
+            with open(self.out / name, "a") as handle:
+                handle.writelines(lines)
+        self._pending = []
+
+    def _evaluate(self) -> None:
+        if self.eval_fn is None:
+            return
+        self.model.eval()
+        result = {"step": self.step, **self.eval_fn(self.model, self.step)}
+        self.model.train()
+        self._log("evals.jsonl", result)
+        self.evals.append(result)
+
+    # ------------------------------------------------------------ the loop
+    def train(self, resume: bool = False) -> list[dict]:
+        """Run to ``max_steps``; returns the per-step metric records of this call."""
+        cfg = self.cfg
+        self._pending, self.evals = [], []
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if resume and (self.out / "checkpoint.pt").exists():
+                self.load_checkpoint(self.out / "checkpoint.pt")
+            else:
+                for name in ("metrics.jsonl", "evals.jsonl"):
+                    (self.out / name).unlink(missing_ok=True)
+            config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
+            atomic_write_bytes(self.out / "config.json", json.dumps(config, indent=2).encode())
+        if self.truncated:
+            print(f"note: {self.truncated} example(s) longer than {cfg.max_length} tokens were truncated", file=sys.stderr)
+
+        previous = signal.getsignal(signal.SIGINT)
+        in_main_thread = previous is not None and _is_main_thread()
+        if in_main_thread:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.objective, disable=not self.progress, leave=False)
+        try:
+            if self.step == 0 and cfg.eval_every:
+                self._evaluate()
+            while self.step < cfg.max_steps:
+                for record in self._train_global_batch(self._next_global_batch()):
+                    self._log("metrics.jsonl", record)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", entropy=f"{record['entropy']:.3f}")
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                        self._evaluate()
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save_checkpoint()
+                    if self._interrupted:
+                        self.save_checkpoint()
+                        raise Interrupted(f"interrupted at step {self.step}; checkpoint saved, continue with --resume")
+            self._evaluate()
+            self.save_checkpoint()
+            if self.out is not None:
+                save_model_atomic(self.model, self.tokenizer, self.out / "model")
+        finally:
+            bar.close()
+            self._flush_metrics()
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
+        return self.history
+
+    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        self._interrupted = True
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def time_steps(trainer: Trainer, steps: int) -> float:
+    """Seconds for ``steps`` optimiser steps (used by the benchmark)."""
+    start = time.perf_counter()
+    trainer.cfg.max_steps = trainer.step + steps
+    trainer.train()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+__all__ = ["OBJECTIVES", "Interrupted", "TrainConfig", "Trainer", "TrainingError", "objective_loss"]
