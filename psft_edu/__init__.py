@@ -1,0 +1,38 @@
+"""psft_edu: Proximal Supervised Fine-Tuning (PSFT) from first principles.
+
+Modules: ``objectives`` (the losses), ``tasks`` (the verifiable task world), ``data``
+(tokenizer and JSONL), ``models`` (presets and loading), ``evaluate``, ``train`` (one
+loop for every objective), ``compare`` (SFT vs PSFT), ``rl`` (GRPO), ``plots``,
+``widgets`` and ``exercises`` (for the notebooks).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+__version__ = "0.1.0"
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, NumPy's and PyTorch's random number generators."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def notebook_setup(seed: int = 0) -> str:
+    """Common first cell of every notebook: seed everything and return the preset name.
+
+    The preset comes from ``$PSFT_EDU_PRESET``; notebooks default to ``tiny`` so they
+    run in seconds on a laptop (CI uses ``tiny`` too).
+    """
+    import torch
+
+    preset = os.environ.get("PSFT_EDU_PRESET", "tiny")
+    seed_everything(seed)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    return preset
