@@ -40,7 +40,7 @@ PRESETS: dict[str, Preset] = {
     # CI: every notebook in minutes on 2 CPU cores.
     "tiny": Preset("tiny", 2, 2, 64, 64, None, 4000, 64, 3e-3, 24, 4),
     # A laptop CPU: the default of `make compare`.
-    "small": Preset("small", 4, 4, 128, 64, None, 6000, 64, 2e-3, 64, 8),
+    "small": Preset("small", 4, 4, 128, 64, None, 4000, 64, 2e-3, 64, 8),
     # GPT-2 124M (12 layers, 768 wide, 12 heads, 1024 context, GPT-2's vocabulary size): one GPU.
     "gpt2": Preset("gpt2", 12, 12, 768, 1024, 50257, 6000, 64, 6e-4, 128, 8),
 }
@@ -136,10 +136,11 @@ def load_model(
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: not a folder, a preset ({', '.join(PRESETS)}) or an hf:<id>")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
-    try:
+    local = Path(folder)
+    if local.is_dir() and not any((local / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        tokenizer = load_tokenizer()  # a model-only folder: it was trained with the project's tokenizer
+    else:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError):
-        tokenizer = load_tokenizer()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(pick_device(str(device)) if device else pick_device())

@@ -211,6 +211,9 @@ def dft_loss(logp: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
     .. math:: \mathcal{L}_{\mathrm{DFT}}(\theta) = -\,\mathbb{E}\big[\mathrm{sg}(\pi_\theta(a_t \mid s_t))
               \log \pi_\theta(a_t \mid s_t)\big]
     """
+    # Zero the masked positions first: their weight exp(logp) would turn junk there (NaN, +inf)
+    # into a NaN gradient, even though masked_mean leaves them out of the value.
+    logp = torch.where(mask > 0, logp, torch.zeros_like(logp))
     return masked_mean(-torch.exp(logp).detach() * logp, mask, agg)
 
 

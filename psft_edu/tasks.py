@@ -45,6 +45,12 @@ def _check_rng(rng: random.Random) -> None:
         raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
 
 
+def _check_ints(family: str, **values: object) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{family}: {name} must be an int, got {type(value).__name__} {value!r}")
+
+
 # ---------------------------------------------------------------- make_sum (in-domain)
 
 def _sum_pairs(numbers: tuple[int, ...], target: int) -> list[tuple[int, int]]:
@@ -63,6 +69,7 @@ def make_sum(rng: random.Random, count: int = 5, max_value: int = 19, min_pairs:
     valid completions. ``min_pairs`` asks for targets with at least that many pairs.
     """
     _check_rng(rng)
+    _check_ints("make_sum", count=count, max_value=max_value, min_pairs=min_pairs)
     if not 3 <= count <= max_value:
         raise ValueError(f"make_sum: count must be in [3, max_value={max_value}], got {count}")
     if min_pairs < 1 or min_pairs > count // 2:
@@ -87,8 +94,11 @@ def teacher_completion(example: Example) -> str:
     return f" {first}+{target - first}={target}"
 
 
-_SUM_PROMPT = re.compile(r"^make (\d+) from ((?:\d+ )*\d+):$")
-_SUM_ANSWER = re.compile(r"^ (\d+)\+(\d+)(?:=(\d+))?$")
+_SUM_PROMPT = re.compile(r"^make (\d+) from ((?:\d+ )*\d+):\Z")
+# Plain ASCII numbers without leading zeros, as the prompts write them (" 03+11" is not an answer);
+# \Z, not $, so a trailing newline is not accepted either.
+_NUMBER = r"(0|[1-9][0-9]*)"
+_SUM_ANSWER = re.compile(rf"^ {_NUMBER}\+{_NUMBER}(?:={_NUMBER})?\Z")
 
 
 def _verify_make_sum(prompt: str, completion: str) -> bool:
@@ -111,6 +121,7 @@ def _verify_make_sum(prompt: str, completion: str) -> bool:
 def add(rng: random.Random, max_value: int = 49) -> Example:
     """``add a b:`` -> `` a+b`` (one answer)."""
     _check_rng(rng)
+    _check_ints("add", max_value=max_value)
     if max_value < 1:
         raise ValueError(f"add: max_value must be >= 1, got {max_value}")
     a, b = rng.randint(0, max_value), rng.randint(0, max_value)
@@ -122,6 +133,7 @@ def add(rng: random.Random, max_value: int = 49) -> Example:
 def reverse(rng: random.Random, min_len: int = 3, max_len: int = 5) -> Example:
     """``reverse abc:`` -> `` cba`` (one answer)."""
     _check_rng(rng)
+    _check_ints("reverse", min_len=min_len, max_len=max_len)
     if not 1 <= min_len <= max_len:
         raise ValueError(f"reverse: need 1 <= min_len <= max_len, got {min_len}, {max_len}")
     word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(min_len, max_len)))
@@ -133,6 +145,7 @@ def reverse(rng: random.Random, min_len: int = 3, max_len: int = 5) -> Example:
 def sort(rng: random.Random, count: int = 4) -> Example:
     """``sort 5 2 9 1:`` -> `` 1 2 5 9`` (one answer; single digits)."""
     _check_rng(rng)
+    _check_ints("sort", count=count)
     if not 2 <= count <= 10:
         raise ValueError(f"sort: count must be in [2, 10], got {count}")
     digits = rng.sample(range(10), count)
@@ -144,6 +157,7 @@ def sort(rng: random.Random, count: int = 4) -> Example:
 def even(rng: random.Random, max_value: int = 60, min_gap: int = 6) -> Example:
     """``even between a and b:`` -> any even number strictly between a and b (many answers)."""
     _check_rng(rng)
+    _check_ints("even", max_value=max_value, min_gap=min_gap)
     if max_value < min_gap + 2 or min_gap < 3:
         raise ValueError(f"even: need min_gap >= 3 and max_value >= min_gap + 2, got {min_gap}, {max_value}")
     low = rng.randint(0, max_value - min_gap)
@@ -163,22 +177,22 @@ def _verify_in_set(example_answers: Callable[[str], tuple[str, ...] | None]) -> 
 
 
 def _answers_add(prompt: str) -> tuple[str, ...] | None:
-    m = re.match(r"^add (\d+) (\d+):$", prompt)
+    m = re.match(r"^add (\d+) (\d+):\Z", prompt)
     return (f" {int(m.group(1)) + int(m.group(2))}",) if m else None
 
 
 def _answers_reverse(prompt: str) -> tuple[str, ...] | None:
-    m = re.match(r"^reverse ([a-z]+):$", prompt)
+    m = re.match(r"^reverse ([a-z]+):\Z", prompt)
     return (f" {m.group(1)[::-1]}",) if m else None
 
 
 def _answers_sort(prompt: str) -> tuple[str, ...] | None:
-    m = re.match(r"^sort ((?:\d )*\d):$", prompt)
+    m = re.match(r"^sort ((?:\d )*\d):\Z", prompt)
     return (" " + " ".join(sorted(m.group(1).split(), key=int)),) if m else None
 
 
 def _answers_even(prompt: str) -> tuple[str, ...] | None:
-    m = re.match(r"^even between (\d+) and (\d+):$", prompt)
+    m = re.match(r"^even between (\d+) and (\d+):\Z", prompt)
     if not m:
         return None
     low, high = int(m.group(1)), int(m.group(2))

@@ -1,0 +1,54 @@
+"""Shared test set-up: offline hub, a modest thread count, seeded random generators."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub or transformers: never reach for the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import random  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Two threads: the CI machine's core count, and the setting the shipped manifests were measured with.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "psft",
+        deadline=None,
+        max_examples=25,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.load_profile("psft")
+except ImportError:  # hypothesis is a test extra; the tests that need it import it themselves
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    """Every test starts from the same Python and PyTorch random state."""
+    random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A fresh, seeded ``random.Random`` (the task generators take one explicitly)."""
+    return random.Random(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The project's character tokenizer, as saved under data/tokenizer."""
+    from psft_edu.models import load_tokenizer
+
+    return load_tokenizer()
