@@ -31,8 +31,13 @@ def notebook_setup(seed: int = 0) -> str:
     run in seconds on a laptop (CI uses ``tiny`` too).
     """
     import torch
+    from transformers.utils import logging as hf_logging
 
     preset = os.environ.get("PSFT_EDU_PRESET", "tiny")
     seed_everything(seed)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    # The tiny model's matrices are too small to gain from threads; one thread also keeps
+    # it fast when other work shares the CPU. $PSFT_EDU_THREADS overrides.
+    default = 1 if preset == "tiny" else min(4, os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("PSFT_EDU_THREADS", default)))
+    hf_logging.disable_progress_bar()
     return preset

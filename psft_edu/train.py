@@ -128,6 +128,7 @@ def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp.chmod(0o755)
     getattr(model, "_orig_mod", model).save_pretrained(tmp)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
