@@ -1,9 +1,12 @@
 """The main experiment: base -> SFT and base -> PSFT on the same data, side by side.
 
-Two comparisons, each over several seeds:
+SFT and PSFT each at two learning rates, over several seeds. That gives three views:
 
-1. each objective at its own tuned learning rate (how the paper ran it), and
-2. both at one matched learning rate (is PSFT "just a smaller learning rate"?).
+1. matched at the higher rate (the best in-domain rate of both in our scan),
+2. matched at the lower rate, and
+3. the paper's protocol: SFT at the higher rate, PSFT at a lower one (the paper ran
+   PSFT 20x lower), which mixes the objective with the learning rate. Views 1 and 2
+   answer the learners' question "is PSFT just a smaller learning rate?".
 
 Writes ``summary.json``, ``report.md`` and PNG figures into the output folder.
 """
@@ -21,7 +24,7 @@ import torch
 
 from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
-from .evaluate import demonstration_metrics, evaluate_model
+from .evaluate import demonstration_metrics, evaluate_model, sample
 from .models import get_preset, load_model
 from .train import TrainConfig, Trainer
 
@@ -43,9 +46,8 @@ class CompareSettings:
     max_steps: int
     global_batch: int
     mini_batch: int
-    sft_lr: float  # tuned learning rate of SFT
-    psft_lr: float  # tuned learning rate of PSFT
-    matched_lr: float  # both objectives at this rate for the control
+    high_lr: float  # the best in-domain rate of both objectives in a single-seed scan
+    low_lr: float  # ten times lower: PSFT's rate in the paper-style pairing
     eval_every: int
     eval_prompts: int
     eval_samples: int
@@ -55,19 +57,29 @@ class CompareSettings:
 
 
 SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(48, 64, 8, 3e-3, 3e-3, 3e-3, 16, 16, 4, 32, 4),
-    "small": CompareSettings(192, 256, 32, 1e-3, 1e-3, 1e-3, 48, 24, 4, 64, 8),
-    "gpt2": CompareSettings(400, 256, 32, 2e-5, 1e-6, 1e-5, 50, 64, 8, 128, 8),
+    "tiny": CompareSettings(64, 256, 32, 1e-3, 1e-4, 32, 16, 4, 32, 4, seeds=(0,)),
+    "small": CompareSettings(192, 256, 32, 1e-3, 1e-4, 48, 24, 4, 64, 8),
+    "gpt2": CompareSettings(400, 256, 32, 1e-4, 1e-5, 50, 64, 8, 128, 8),
 }
 
 
+def run_name(objective: str, lr: float) -> str:
+    return f"{objective}_lr{lr:.0e}"
+
+
 def run_specs(settings: CompareSettings) -> list[RunSpec]:
-    """The runs of a comparison; a matched run that equals a tuned one is not run twice."""
-    specs = [RunSpec("sft_tuned_lr", "sft", settings.sft_lr), RunSpec("psft_tuned_lr", "psft", settings.psft_lr)]
-    for objective, tuned in (("sft", settings.sft_lr), ("psft", settings.psft_lr)):
-        if tuned != settings.matched_lr:
-            specs.append(RunSpec(f"{objective}_matched_lr", objective, settings.matched_lr))
-    return specs
+    """SFT and PSFT at the higher and the lower learning rate."""
+    return [RunSpec(run_name(o, lr), o, lr) for lr in (settings.high_lr, settings.low_lr) for o in ("sft", "psft")]
+
+
+SAMPLE_PROMPTS = 4  # per family, for the side-by-side generations in the report
+
+
+def sample_table(model: torch.nn.Module, tokenizer, seed: int = 0, per_prompt: int = 4) -> dict[str, list[str]]:
+    """A few completions (temperature 1) for the first eval prompts of each family."""
+    prompts = [p for f in tasks.FAMILIES for p in eval_prompts(f, SAMPLE_PROMPTS if f == tasks.IN_DOMAIN else 1)]
+    drawn = sample(model, tokenizer, prompts, per_prompt, temperature=1.0, seed=seed)
+    return dict(zip(prompts, drawn.texts))
 
 
 def make_eval_fn(tokenizer, val_records: list[dict], prompts: int, samples: int, seed: int) -> Callable:
@@ -122,14 +134,14 @@ def finetune(
 
     trainer = Trainer(model, tokenizer, records, cfg, out=out, eval_fn=eval_fn, progress=progress)
     history = trainer.train()
-    return {"metrics": history, "evals": trainer.evals, "final": trainer.evals[-1]}
+    return {"metrics": history, "evals": trainer.evals, "final": trainer.evals[-1], "samples": sample_table(model, tokenizer, seed)}
 
 
 def evaluate_base(preset: str, settings: CompareSettings, seed: int, val_records: list[dict]) -> dict:
     model, tokenizer = load_model(preset)
     quick = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed)
     final = make_eval_fn(tokenizer, val_records, settings.final_prompts, settings.final_samples, seed)
-    return {"quick": quick(model, 0, model), "final": final(model, 0, model)}
+    return {"quick": quick(model, 0, model), "final": final(model, 0, model), "samples": sample_table(model, tokenizer, seed)}
 
 
 def _stats(values: list[float]) -> dict:
@@ -175,6 +187,7 @@ def summarise(preset: str, settings: CompareSettings, results: dict[str, list[di
                 f: _stats([s["final"]["families"][f]["sampled_accuracy"] for s in per_seed]) for f in tasks.FAMILIES
             },
             "curves": curves,
+            "samples": per_seed[0]["samples"],
         }
     base_final = {k: _stats([b["final"][v] for b in base]) for k, v in FINAL_KEYS.items() if v in base[0]["final"]}
     base_final["kl_to_base"] = _stats([0.0 for _ in base])
@@ -184,6 +197,7 @@ def summarise(preset: str, settings: CompareSettings, results: dict[str, list[di
         "base": {
             "final": base_final,
             "final_per_family": {f: _stats([b["final"]["families"][f]["sampled_accuracy"] for b in base]) for f in tasks.FAMILIES},
+            "samples": base[0]["samples"],
         },
         "runs": runs,
     }
@@ -248,7 +262,8 @@ def write_report(summary: dict, path: str | Path, figures: list[str]) -> None:
         "",
         f"Seeds: {', '.join(map(str, summary['settings']['seeds']))}; {summary['settings']['max_steps']} optimiser steps;"
         f" global batch {summary['settings']['global_batch']}, mini-batch {summary['settings']['mini_batch']}"
-        f" (old policy refreshed every {summary['settings']['global_batch'] // summary['settings']['mini_batch']} steps)."
+        f" (old policy refreshed every {summary['settings']['global_batch'] // summary['settings']['mini_batch']} steps);"
+        f" PSFT clip epsilon 0.28."
         f" Mean ± standard deviation over seeds. Accuracies in %, entropies in nats.",
         "",
         "| run | lr | demo entropy | sample entropy | in-domain acc | OOD acc | distinct valid | KL to base |",
@@ -269,30 +284,31 @@ def write_report(summary: dict, path: str | Path, figures: list[str]) -> None:
 
 def findings(summary: dict) -> list[str]:
     """Plain-language checks of the paper's claims on this run, true or false as measured."""
-    runs = summary["runs"]
-    out = []
-    for tag in ("tuned_lr", "matched_lr"):
-        sft, psft = runs.get(f"sft_{tag}"), runs.get(f"psft_{tag}")
-        if tag == "matched_lr":
-            sft = sft or (runs["sft_tuned_lr"] if runs["sft_tuned_lr"]["lr"] == (psft or runs["psft_tuned_lr"])["lr"] else None)
-            psft = psft or runs["psft_tuned_lr"]
-            if sft is None or sft["lr"] != psft["lr"]:
-                continue
-        label = "at each one's tuned learning rate" if tag == "tuned_lr" else f"at the matched learning rate {psft['lr']:g}"
-        base_h = summary["base"]["final"]["entropy"]["mean"]
-        s_h, p_h = sft["final"]["entropy"]["mean"], psft["final"]["entropy"]["mean"]
+    runs, st = summary["runs"], summary["settings"]
+    base = summary["base"]["final"]
+    pairs = [
+        (f"matched at lr {st['high_lr']:g}", run_name("sft", st["high_lr"]), run_name("psft", st["high_lr"])),
+        (f"matched at lr {st['low_lr']:g}", run_name("sft", st["low_lr"]), run_name("psft", st["low_lr"])),
+        (
+            f"paper protocol (SFT at {st['high_lr']:g}, PSFT at {st['low_lr']:g})",
+            run_name("sft", st["high_lr"]),
+            run_name("psft", st["low_lr"]),
+        ),
+    ]
+    out = [
+        f"Base model: in-domain {100 * base['in_domain_accuracy']['mean']:.1f}%, out-of-domain {100 * base['ood_accuracy']['mean']:.1f}%, "
+        f"demo entropy {base['entropy']['mean']:.3f}, sample entropy {base['sample_entropy']['mean']:.3f}."
+    ]
+    for label, sft_name, psft_name in pairs:
+        sft, psft = runs[sft_name]["final"], runs[psft_name]["final"]
+        s_h, p_h = sft["sample_entropy"]["mean"], psft["sample_entropy"]["mean"]
+        s_o, p_o = sft["ood_accuracy"]["mean"], psft["ood_accuracy"]["mean"]
+        s_i, p_i = sft["in_domain_accuracy"]["mean"], psft["in_domain_accuracy"]["mean"]
         out.append(
-            f"Entropy on demonstrations {label}: base {base_h:.3f}, SFT {s_h:.3f}, PSFT {p_h:.3f} nats — "
-            + ("PSFT stays higher (claim reproduced)." if p_h > s_h else "PSFT is NOT higher (claim not reproduced).")
-        )
-        s_o, p_o = sft["final"]["ood_accuracy"]["mean"], psft["final"]["ood_accuracy"]["mean"]
-        out.append(
-            f"Out-of-domain accuracy {label}: SFT {100 * s_o:.1f}%, PSFT {100 * p_o:.1f}% — "
-            + ("PSFT keeps at least as much." if p_o >= s_o else "PSFT keeps LESS (claim not reproduced).")
-        )
-        s_i, p_i = sft["final"]["in_domain_accuracy"]["mean"], psft["final"]["in_domain_accuracy"]["mean"]
-        gap = 100 * (p_i - s_i)
-        out.append(
-            f"In-domain accuracy {label}: SFT {100 * s_i:.1f}%, PSFT {100 * p_i:.1f}% (PSFT − SFT = {gap:+.1f} points)."
+            f"**{label}**: entropy on own samples SFT {s_h:.3f} vs PSFT {p_h:.3f} "
+            + ("(PSFT higher)" if p_h > s_h else "(PSFT NOT higher)")
+            + f"; out-of-domain accuracy SFT {100 * s_o:.1f}% vs PSFT {100 * p_o:.1f}% "
+            + ("(PSFT keeps at least as much)" if p_o >= s_o else "(PSFT keeps LESS)")
+            + f"; in-domain accuracy SFT {100 * s_i:.1f}% vs PSFT {100 * p_i:.1f}% ({100 * (p_i - s_i):+.1f} points)."
         )
     return out

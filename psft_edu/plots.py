@@ -14,8 +14,10 @@ def _colour(run: dict) -> str:
     return COLOURS.get(run.get("objective", ""), "tab:gray")
 
 
-def _style(name: str) -> str:
-    return "--" if "matched" in name else "-"
+def _style(run: dict, summary: dict) -> str:
+    """Solid for the highest learning rate in the summary, dashed for lower ones."""
+    top = max(r["lr"] for r in summary["runs"].values())
+    return "-" if run.get("lr") == top else "--"
 
 
 def plot_entropy_curves(summary: dict, ax=None, key: str = "entropy"):
@@ -24,7 +26,7 @@ def plot_entropy_curves(summary: dict, ax=None, key: str = "entropy"):
     for name, run in summary["runs"].items():
         curve = run["curves"][key]
         steps, mean, std = np.array(curve["step"]), np.array(curve["mean"]), np.array(curve["std"])
-        ax.plot(steps, mean, _style(name), color=_colour(run), label=f"{name} (lr {run['lr']:g})")
+        ax.plot(steps, mean, _style(run, summary), color=_colour(run), label=f"{name} (lr {run['lr']:g})")
         ax.fill_between(steps, mean - std, mean + std, color=_colour(run), alpha=0.15)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("token entropy (nats)")
@@ -39,7 +41,7 @@ def plot_eval_curves(summary: dict, key: str = "eval_ood_accuracy", ax=None, yla
     for name, run in summary["runs"].items():
         curve = run["curves"][key]
         steps, mean, std = np.array(curve["step"]), np.array(curve["mean"]), np.array(curve["std"])
-        ax.errorbar(steps, mean, yerr=std, fmt="o" + _style(name), color=_colour(run), label=name, capsize=3)
+        ax.errorbar(steps, mean, yerr=std, fmt="o" + _style(run, summary), color=_colour(run), label=name, capsize=3)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(ylabel or key)
     ax.legend(fontsize=8)
@@ -76,7 +78,7 @@ def plot_pareto(summary: dict, axes=None):
     for name, run in runs.items():
         f = run["final"]
         colour = _colour(run)
-        marker = "s" if "matched" in name else ("*" if name == "base" else "o")
+        marker = "*" if name == "base" else ("o" if _style(run, summary) == "-" else "s")
         axes[0].errorbar(
             100 * f["in_domain_accuracy"]["mean"], 100 * f["ood_accuracy"]["mean"],
             xerr=100 * f["in_domain_accuracy"]["std"], yerr=100 * f["ood_accuracy"]["std"],

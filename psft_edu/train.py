@@ -55,10 +55,10 @@ class TrainConfig:
     seed: int = 0
     max_length: int = 64
     log_kl: bool = True  # log KL to the base model every step (one extra no-grad forward)
-    eval_every: int = 0  # 0: only at the end
+    eval_every: int = 0  # 0: only at the end; checked between global batches
     eval_prompts: int = 32
     eval_samples: int = 4
-    save_every: int = 0  # 0: only at the end
+    save_every: int = 0  # 0: only at the end; checked between global batches
     compile: bool = False
     init: str = ""  # what the model was loaded from, recorded for --resume
 
@@ -389,17 +389,21 @@ class Trainer:
             if self.step == 0 and cfg.eval_every:
                 self._evaluate()
             while self.step < cfg.max_steps:
+                before = self.step
                 for record in self._train_global_batch(self._next_global_batch()):
                     self._log("metrics.jsonl", record)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", entropy=f"{record['entropy']:.3f}")
-                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                        self._evaluate()
-                    if cfg.save_every and self.step % cfg.save_every == 0:
-                        self.save_checkpoint()
-                    if self._interrupted:
-                        self.save_checkpoint()
-                        raise Interrupted(f"interrupted at step {self.step}; checkpoint saved, continue with --resume")
+                # Evaluations, checkpoints and Ctrl-C act between global batches, where the
+                # state is fully described by the model, optimiser and data position.
+                crossed = lambda every: every > 0 and self.step // every > before // every  # noqa: B023
+                if crossed(cfg.eval_every) and self.step < cfg.max_steps:
+                    self._evaluate()
+                if crossed(cfg.save_every):
+                    self.save_checkpoint()
+                if self._interrupted:
+                    self.save_checkpoint()
+                    raise Interrupted(f"interrupted at step {self.step}; checkpoint saved, continue with --resume")
             self._evaluate()
             self.save_checkpoint()
             if self.out is not None:
