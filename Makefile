@@ -1,10 +1,9 @@
 # psft-edu: `make compare` runs the main experiment, `make test` runs everything CI checks.
 #
-# Set-up installs into .venv/. PyTorch comes first, from TORCH_SPEC:
-#   - default on a machine without an NVIDIA driver: torch==2.13.0 (a CPU build where one is
-#     available locally or from TORCH_INDEX_URL);
-#   - default where `nvidia-smi` exists: torch==2.13.0 from PyPI, whose Linux wheels are CUDA builds.
-# Override either, e.g.  make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=<a CUDA or CPU wheel index>
+# Set-up installs into .venv/. PyTorch comes first, pinned by TORCH_SPEC (default torch==2.13.0),
+# so that the package's open range `torch>=2.4` installs nothing more: a machine with a local
+# CPU wheel of that version uses it; on Linux, PyPI's wheel of that version is the CUDA build.
+# Override, e.g.  make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=<a CPU or CUDA wheel index>
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +21,6 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install --quiet -e ".[test,trl]"
 	@touch $(STAMP)

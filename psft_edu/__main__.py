@@ -1,6 +1,6 @@
 """Command line: ``python -m psft_edu <command> --help``.
 
-Commands: data, pretrain, eval, train, compare, sweep, rl, bench.
+Commands: data, pretrain, eval, train, compare, sweep, rl, rl-compare, bench.
 """
 
 from __future__ import annotations
@@ -93,19 +93,14 @@ def cmd_train(args) -> int:
     model, tokenizer = load_model(spec, device=args.device)
     eval_fn = None
     if not args.no_eval and not args.data:
-        preset = get_eval_preset(args)
-        quick = make_eval_fn(tokenizer, val, PRESETS[preset].eval_prompts, PRESETS[preset].eval_samples, args.seed)
-        eval_fn = quick
+        sizes = PRESETS[preset_name(args.preset)]
+        eval_fn = make_eval_fn(tokenizer, val, sizes.eval_prompts, sizes.eval_samples, args.seed)
     trainer = Trainer(model, tokenizer, records, cfg, out=args.out, eval_fn=eval_fn)
     trainer.train(resume=args.resume)
     last = trainer.history[-1] if trainer.history else {}
     print(f"done: {trainer.step} steps; final loss {last.get('loss', float('nan')):.4f}, entropy {last.get('entropy', float('nan')):.4f}")
     print(f"model saved to {Path(args.out) / 'model'}")
     return 0
-
-
-def get_eval_preset(args) -> str:
-    return preset_name(args.preset)
 
 
 def cmd_compare(args) -> int:
@@ -221,12 +216,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl)
 
+    def cmd_rl_compare(args) -> int:
+        from .rl import compare_main
+
+        return compare_main(args)
+
+    p = sub.add_parser("rl-compare", help="GRPO from an SFT and a PSFT checkpoint with the same settings, side by side")
+    p.add_argument("--sft", required=True, help="checkpoint folder of the SFT model")
+    p.add_argument("--psft", required=True, help="checkpoint folder of the PSFT model")
+    p.add_argument("--tag", default="", help="suffix of their run names, e.g. lr1e-03 -> sft_lr1e-03, psft_lr1e-03")
+    p.add_argument("--init", action="append", default=None, metavar="NAME=PATH", help="another start (repeatable), e.g. base=small")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--prompts-per-step", type=int, default=16)
+    p.add_argument("--updates-per-step", type=int, default=2)
+    p.add_argument("--clip-low", type=float, default=0.2)
+    p.add_argument("--clip-high", type=float, default=0.28)
+    p.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
+    p.add_argument("--split", default="generated",
+                   help="'generated' (new make_sum prompts, none from data/), 'generated-hard', a shipped split or a JSONL file")
+    p.add_argument("--num-prompts", type=int, default=512, help="with --split generated*")
+    p.add_argument("--prompt-seed", type=int, default=1, help="with --split generated*")
+    p.add_argument("--eval-prompts", type=int, default=64, help="per family")
+    p.add_argument("--eval-samples", type=int, default=8)
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--show-prompts", type=int, default=4, help="in-domain prompts whose samples are kept at every evaluation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the result here (e.g. notebooks/results/rl_small.json)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_rl_compare)
+
     p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
     _preset_arg(p)
     p.add_argument("--what", default="all", choices=["neighbours", "clip", "refresh", "lr", "all"])
     p.add_argument("--seeds", type=int, nargs="*", default=None)
     p.add_argument("--out", default="runs/sweep")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="rate of the neighbours/clip/refresh sweeps (default: the higher rate)")
     p.set_defaults(func=cmd_sweep)
     return parser
 

@@ -144,6 +144,25 @@ def evaluate_base(preset: str, settings: CompareSettings, seed: int, val_records
     return {"quick": quick(model, 0, model), "final": final(model, 0, model), "samples": sample_table(model, tokenizer, seed)}
 
 
+def run_grid(
+    specs: list[RunSpec], settings: CompareSettings, preset: str, tag: str, out: Path | None, progress: bool
+) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Every spec for every seed of ``settings``, from the preset's base; ``(results, base evals)``.
+
+    With ``out``, each run keeps its folder ``<out>/<name>_seed<k>`` (metrics, checkpoint, model).
+    """
+    records, val = load_split("sft_train"), load_split("sft_val")
+    base = [evaluate_base(preset, settings, seed, val) for seed in settings.seeds]
+    results: dict[str, list[dict]] = {s.name: [] for s in specs}
+    for seed, base_eval in zip(settings.seeds, base):
+        for spec in specs:
+            if progress:
+                print(f"[{tag}] {spec.name} (lr {spec.lr:g}) seed {seed}", flush=True)
+            folder = out / f"{spec.name}_seed{seed}" if out is not None else None
+            results[spec.name].append(finetune(spec, settings, preset, seed, folder, records, val, progress, base_eval))
+    return results, base
+
+
 def _stats(values: list[float]) -> dict:
     return {
         "mean": statistics.fmean(values),
@@ -230,19 +249,9 @@ def compare(
         settings = replace(settings, max_steps=max_steps, eval_every=min(settings.eval_every, max_steps))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    records, val = load_split("sft_train"), load_split("sft_val")
-    specs = run_specs(settings)
     started = time.time()
-    base = [evaluate_base(p.name, settings, seed, val) for seed in settings.seeds]
-    results: dict[str, list[dict]] = {s.name: [] for s in specs}
-    for seed, base_eval in zip(settings.seeds, base):
-        for spec in specs:
-            if progress:
-                print(f"[compare] {spec.name} (lr {spec.lr:g}) seed {seed}", flush=True)
-            results[spec.name].append(
-                finetune(spec, settings, p.name, seed, out / f"{spec.name}_seed{seed}", records, val, progress, base_eval)
-            )
-    summary = summarise(p.name, settings, results, specs, base)
+    results, base = run_grid(run_specs(settings), settings, p.name, "compare", out, progress)
+    summary = summarise(p.name, settings, results, run_specs(settings), base)
     summary["seconds"] = round(time.time() - started, 1)
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
     figures = save_compare_figures(summary, out)

@@ -24,6 +24,11 @@ One GRPO step:
 The upper clip bound is larger than the lower one (``clip_high = 0.28``, "clip-higher"
 as in DAPO): unlikely tokens that turned out well may gain more probability before the
 clip stops them, which keeps the entropy from collapsing during RL.
+
+:func:`rl_after_finetuning` (command line: ``python -m psft_edu rl-compare``) runs GRPO with
+one configuration and seed from several starting checkpoints, typically an SFT and a PSFT
+model, and evaluates every task family before, during and after RL; :func:`fresh_prompts`
+draws training prompts that are in none of the shipped splits.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import copy
 import json
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -384,6 +390,245 @@ def grpo(
     return history
 
 
+# ---------------------------------------------------------------- RL after SFT vs after PSFT
+
+def fresh_prompts(size: int, seed: int = 1, family: str = tasks.IN_DOMAIN, **kwargs) -> list[str]:
+    """``size`` distinct new prompts of ``family`` drawn with ``random.Random(seed)``.
+
+    Every prompt of the shipped evaluation, SFT and RL splits is left out, so training on
+    these never touches the held-out evaluation set. ``kwargs`` go to the family's
+    generator (e.g. ``count=7, max_value=29`` for harder ``make_sum`` prompts).
+    """
+    import random
+
+    excluded = {r["prompt"] for f in tasks.FAMILIES for r in load_split(f"eval/{f}")}
+    for split in ("sft_train", "sft_val", "rl_hard"):
+        excluded.update(r["prompt"] for r in load_split(split))
+    rng, picked, seen = random.Random(seed), [], set()
+    for _ in range(200 * size):
+        prompt = tasks.generate(family, rng, **kwargs).prompt
+        if prompt not in excluded and prompt not in seen:
+            seen.add(prompt)
+            picked.append(prompt)
+            if len(picked) == size:
+                return picked
+    raise ValueError(f"could not draw {size} distinct new {family} prompts")
+
+
+def _summary_row(run: dict, window: int = 5) -> dict[str, float]:
+    """Headline numbers of one run: first and last ``window`` steps, before and after evaluation."""
+    metrics = run["metrics"]
+    k = next(key for key in metrics[0] if key.startswith("pass@") and key != "pass@1")
+
+    def mean(key: str, part: list[dict]) -> float:
+        return sum(r[key] for r in part) / len(part)
+
+    window = max(1, min(window, len(metrics) // 2))
+    head, tail = metrics[:window], metrics[-window:]
+    before, after = run["before"]["summary"], run["after"]["summary"]
+    return {
+        "reward_first": mean("reward", head),
+        "reward_last": mean("reward", tail),
+        f"{k}_first": mean(k, head),
+        f"{k}_last": mean(k, tail),
+        "entropy_first": mean("entropy", head),
+        "entropy_last": mean("entropy", tail),
+        "distinct_valid_first": mean("distinct_valid", head),
+        "distinct_valid_last": mean("distinct_valid", tail),
+        "zero_signal_first": mean("zero_signal_groups", head),
+        "zero_signal_last": mean("zero_signal_groups", tail),
+        "in_domain_before": before["in_domain_accuracy"],
+        "in_domain_after": after["in_domain_accuracy"],
+        "ood_before": before["ood_accuracy"],
+        "ood_after": after["ood_accuracy"],
+    }
+
+
+def _rounded(value, digits: int = 5):
+    """``value`` with every float rounded to ``digits`` significant digits (keeps the JSON small)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+def _preset_of(model: torch.nn.Module) -> str:
+    """The name of the preset whose shape ``model`` has (``"custom"`` if none)."""
+    from .models import PRESETS
+
+    c = model.config
+    for name, p in PRESETS.items():
+        if (c.n_layer, c.n_head, c.n_embd) == (p.n_layer, p.n_head, p.n_embd):
+            return name
+    return "custom"
+
+
+def rl_after_finetuning(
+    inits: dict[str, str | Path],
+    prompts: list[str],
+    cfg: RLConfig,
+    eval_prompts_per_family: dict[str, list[str]],
+    samples: int = 8,
+    out: str | Path | None = None,
+    progress: bool = False,
+    show_prompts: list[str] | None = None,
+    show_samples: int = 6,
+    command: str = "",
+    device: str | None = None,
+) -> dict:
+    """GRPO from each checkpoint in ``inits`` with one config and seed; a JSON-able result.
+
+    ``inits`` maps a run name (e.g. ``"sft"``, ``"psft"``) to what
+    :func:`psft_edu.models.load_model` accepts. Every run sees the same prompts in the same
+    order and draws with the same seeds, so the runs differ only by where they start.
+    Each run is evaluated on ``eval_prompts_per_family`` (``samples`` per prompt) before
+    RL, every ``cfg.eval_every`` steps and at the end; each evaluation also keeps
+    ``show_samples`` completions (temperature 1) of each of ``show_prompts``.
+
+    Returns ``{"settings", "command", "runs": {name: {"init", "metrics", "evals", "before",
+    "after", "seconds"}}, "table"}``: ``metrics`` is the list of per-step records of
+    :func:`grpo` (reward, pass@k, entropy, distinct_valid, zero_signal_groups, clip
+    statistics...), ``evals`` the evaluations (``step``, :func:`psft_edu.evaluate.evaluate_model`'s
+    families and ``summary``, ``samples``), ``before``/``after`` the first and last of them,
+    ``table`` the headline numbers of :func:`_summary_row`. With ``out``, each run's files
+    go to ``out/<name>/`` and the result to ``out/rl_compare.json``.
+    """
+    import time
+
+    from .evaluate import evaluate_model
+    from .models import load_model
+
+    if not inits:
+        raise ValueError("rl_after_finetuning needs at least one initial checkpoint")
+    held_out = {p for ps in eval_prompts_per_family.values() for p in ps}
+    leaked = [p for p in prompts if p in held_out]
+    if leaked:
+        raise ValueError(f"{len(leaked)} training prompts are evaluation prompts too (e.g. {leaked[0]!r}); train on other prompts")
+    show_prompts = list(show_prompts or [])
+    out = Path(out) if out is not None else None
+    runs, preset = {}, ""
+    for name, init in inits.items():
+        run_cfg = RLConfig(**{**asdict(cfg), "init": str(init)})
+        model, tokenizer = load_model(str(init), device=device)
+        preset = preset or _preset_of(model)
+        evals: list[dict] = []
+
+        def eval_fn(m: torch.nn.Module, step: int, tokenizer=tokenizer, evals=evals) -> dict:
+            result = evaluate_model(m, tokenizer, eval_prompts_per_family, samples, seed=cfg.seed)
+            shown = {}
+            if show_prompts:
+                drawn = sample(m, tokenizer, show_prompts, show_samples, 1.0, cfg.max_new_tokens, seed=cfg.seed)
+                shown = dict(zip(show_prompts, drawn.texts))
+            evals.append({"step": step, **result, "samples": shown})
+            return {"summary": result["summary"]}
+
+        if progress:
+            print(f"[rl-compare] {name}: GRPO from {init}", flush=True)
+        started = time.time()
+        if not run_cfg.eval_every:
+            eval_fn(model, 0)  # before RL (with eval_every, grpo evaluates step 0 itself)
+        history = grpo(model, tokenizer, prompts, run_cfg, out=out / name if out else None, eval_fn=eval_fn, progress=progress)
+        runs[name] = {
+            "init": str(init),
+            "metrics": history,
+            "evals": evals,
+            "before": evals[0],
+            "after": evals[-1],
+            "seconds": round(time.time() - started, 1),
+        }
+    result = {
+        "preset": preset,
+        "settings": {
+            **asdict(cfg),
+            "eval_prompts_per_family": {f: len(p) for f, p in eval_prompts_per_family.items()},
+            "eval_samples": samples,
+            "train_prompts": len(prompts),
+            "show_prompts": show_prompts,
+            "show_samples": show_samples,
+        },
+        "command": command,
+        "runs": runs,
+    }
+    result["table"] = {name: _summary_row(run) for name, run in runs.items()}
+    result = _rounded(result)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "rl_compare.json", json.dumps(result, separators=(",", ":")).encode())
+    return result
+
+
+def condition_of(run: str) -> str:
+    """A run's name without its ``_seed<k>`` suffix: runs that differ only by seed share a condition."""
+    return re.sub(r"_seed\d+$", "", run)
+
+
+def conditions(result: dict) -> dict[str, list[str]]:
+    """Run names of a :func:`rl_after_finetuning` result grouped by :func:`condition_of`, in order."""
+    groups: dict[str, list[str]] = {}
+    for name in result["runs"]:
+        groups.setdefault(condition_of(name), []).append(name)
+    return groups
+
+
+def aggregate_table(result: dict) -> dict[str, dict]:
+    """The ``table`` of a result averaged over the seeds of each condition: ``{condition: {key: {mean, std}, "seeds": n}}``.
+
+    ``std`` is the sample standard deviation over seeds (0 for a single seed).
+    """
+    import statistics
+
+    out = {}
+    for condition, names in conditions(result).items():
+        rows = [result["table"][n] for n in names]
+        out[condition] = {"seeds": len(rows)}
+        for key in rows[0]:
+            values = [r[key] for r in rows]
+            out[condition][key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return out
+
+
+def format_table(result: dict, by_condition: bool = False) -> str:
+    """The headline numbers of :func:`rl_after_finetuning` as a plain-text table (first/last 5 steps).
+
+    ``by_condition=True``: one row per condition (runs differing only by ``_seed<k>``), the mean over
+    seeds with the standard deviation of the final value after ``±``.
+    """
+    if by_condition:
+        table = aggregate_table(result)
+        first_row = next(iter(table.values()))
+    else:
+        table = result["table"]
+        first_row = next(iter(table.values()))
+    k = next(key.split("_")[0] for key in first_row if key.startswith("pass@"))
+    columns = [
+        ("reward", "reward_first", "reward_last"),
+        (k, f"{k}_first", f"{k}_last"),
+        ("entropy", "entropy_first", "entropy_last"),
+        ("distinct", "distinct_valid_first", "distinct_valid_last"),
+        ("zero-signal", "zero_signal_first", "zero_signal_last"),
+        ("in-domain", "in_domain_before", "in_domain_after"),
+        ("OOD", "ood_before", "ood_after"),
+    ]
+    if by_condition:
+        width = max(len(f"{n} (x{row['seeds']})") for n, row in table.items()) + 2
+        lines = [f"{'condition (seeds)':{width}s}" + "".join(f"{title:>22s}" for title, _, _ in columns)]
+        for name, row in table.items():
+            cells = "".join(
+                f"{row[a]['mean']:7.3f} -> {row[b]['mean']:5.3f}" + (f"±{row[b]['std']:.3f}" if row["seeds"] > 1 else " " * 6)
+                for _, a, b in columns
+            )
+            lines.append(f"{name + ' (x' + str(row['seeds']) + ')':{width}s}" + cells)
+        return "\n".join(lines)
+    width = max(len(n) for n in table) + 2
+    lines = [f"{'run':{width}s}" + "".join(f"{title:>16s}" for title, _, _ in columns)]
+    for name, row in table.items():
+        lines.append(f"{name:{width}s}" + "".join(f"{row[a]:7.3f} -> {row[b]:5.3f}" for _, a, b in columns))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- command line
 
 def main(args) -> int:
@@ -422,4 +667,100 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["RLConfig", "group_advantages", "grpo", "load_prompts", "main", "prompts_for_step", "rollout_batch", "update_policy"]
+def _command_line(args) -> str:
+    """The ``rl-compare`` command that reproduces ``args`` (recorded in the result)."""
+    import shlex
+
+    words = ["python", "-m", "psft_edu", "rl-compare"]
+    for key, value in vars(args).items():
+        if key in ("func", "command") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list):  # options given several times (action="append")
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def training_prompts(split: str, size: int = 512, seed: int = 1) -> list[str]:
+    """``"generated"``: :func:`fresh_prompts` (``size`` new ``make_sum`` prompts); ``"generated-hard"``: the same
+    with ``rl_hard``'s harder settings (7 numbers up to 29); otherwise :func:`load_prompts`."""
+    if split == "generated":
+        return fresh_prompts(size, seed)
+    if split == "generated-hard":
+        from .data import RL_KWARGS
+
+        return fresh_prompts(size, seed, **RL_KWARGS)
+    return load_prompts(split)
+
+
+def compare_main(args) -> int:
+    """``python -m psft_edu rl-compare``: GRPO from an SFT and a PSFT checkpoint, side by side."""
+    from .data import eval_prompts
+
+    suffix = f"_{args.tag}" if args.tag else ""
+    inits: dict[str, str] = {f"sft{suffix}": args.sft, f"psft{suffix}": args.psft}
+    for item in args.init or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--init takes NAME=PATH, got {item!r}")
+        inits[name] = path
+    for name, path in inits.items():
+        if not Path(path).is_dir() and path not in ("tiny", "small", "gpt2") and not path.startswith("hf:"):
+            raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
+    prompts = training_prompts(args.split, args.num_prompts, args.prompt_seed)  # validate before anything is written
+    cfg = RLConfig(
+        lr=args.lr,
+        steps=args.steps,
+        group_size=args.group_size,
+        prompts_per_step=args.prompts_per_step,
+        updates_per_step=args.updates_per_step,
+        clip_low=args.clip_low,
+        clip_high=args.clip_high,
+        beta=args.beta,
+        seed=args.seed,
+        eval_every=args.eval_every,
+    )
+    per_family = {f: eval_prompts(f, args.eval_prompts) for f in tasks.FAMILIES}
+    show = eval_prompts(tasks.IN_DOMAIN, args.show_prompts)
+    result = rl_after_finetuning(
+        inits, prompts, cfg, per_family, args.eval_samples, out=args.out, progress=True, show_prompts=show,
+        command=_command_line(args), device=args.device,
+    )
+    result["settings"]["split"] = args.split
+    if args.split.startswith("generated"):
+        result["settings"].update(num_prompts=args.num_prompts, prompt_seed=args.prompt_seed)
+    payload = json.dumps(result, separators=(",", ":")).encode()
+    atomic_write_bytes(Path(args.out) / "rl_compare.json", payload)
+    if args.json:
+        atomic_write_bytes(Path(args.json), payload)
+    print("\n" + format_table(result))
+    if any(len(names) > 1 for names in conditions(result).values()):
+        print("\nmean over seeds (± sample std of the final value):\n" + format_table(result, by_condition=True))
+    print(f"(reward, pass@k, entropy, distinct and zero-signal: mean of the first -> last 5 steps; in-domain and OOD: "
+          f"sampled accuracy before -> after RL)\nresults: {Path(args.out) / 'rl_compare.json'}")
+    return 0
+
+
+__all__ = [
+    "RLConfig",
+    "aggregate_table",
+    "compare_main",
+    "condition_of",
+    "conditions",
+    "format_table",
+    "fresh_prompts",
+    "group_advantages",
+    "grpo",
+    "load_prompts",
+    "main",
+    "prompts_for_step",
+    "rl_after_finetuning",
+    "rollout_batch",
+    "training_prompts",
+    "update_policy",
+]

@@ -3,28 +3,40 @@
 * ``neighbours``: SFT, PSFT, SFT-KL, DFT and ASFT at one learning rate;
 * ``clip``: PSFT with epsilon 0.1, 0.28, 0.5 and no clip;
 * ``refresh``: PSFT with the old policy refreshed every 1, 4, 8, 16 steps, or never;
-* ``lr``: SFT and PSFT over a range of learning rates.
+* ``lr``: SFT and PSFT at four matched learning rates (the comparison's two and a third of each).
 
-Each writes ``<out>/<what>/summary.json`` in the same shape as ``compare``.
+Each writes ``<out>/<what>/summary.json`` in the same shape as ``compare``. The first three run at
+one learning rate, ``--lr`` (default: the preset's higher rate). Notebook 08 reads slimmed copies
+committed under ``notebooks/results/``, made with::
+
+    python -m psft_edu sweep --preset small --what all --seeds 0 --lr 1e-4 --out runs/sweep
+    python -c "from psft_edu import sweep; sweep.write_caches('runs/sweep')"
+
+(1e-4 because at 1e-3 SFT and PSFT lose almost all of the base model's out-of-domain accuracy on
+this testbed, which leaves the ablations little to separate.)
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from .compare import SETTINGS, CompareSettings, RunSpec, evaluate_base, finetune, summarise
-from .data import atomic_write_bytes, load_split
+from .compare import SETTINGS, CompareSettings, RunSpec, run_grid, summarise
+from .data import atomic_write_bytes
 from .models import get_preset, preset_name
 
-NO_CLIP = 1e6  # an epsilon so large that the clip never binds
+NO_CLIP = math.inf  # 1 + inf: the clip never binds (a finite epsilon can: the ratio may reach exp(20))
+DEFAULT_CLIP = 0.28  # what finetune uses when a RunSpec gives none
+SLIM_CURVES = ("entropy", "clip_fraction", "grad_norm")  # per-step curves kept by :func:`slim`
 
 
-def sweep_specs(what: str, settings: CompareSettings) -> list[RunSpec]:
-    """The runs of one sweep."""
-    lr, mini = settings.matched_lr, settings.mini_batch
+def sweep_specs(what: str, settings: CompareSettings, lr: float | None = None) -> list[RunSpec]:
+    """The runs of one sweep; ``lr`` (default ``settings.high_lr``) is the rate of every sweep but ``lr``."""
+    lr, mini = lr or settings.high_lr, settings.mini_batch
     if what == "neighbours":
         return [RunSpec(o, o, lr) for o in ("sft", "psft", "sft_kl", "dft", "asft")]
     if what == "clip":
@@ -36,46 +48,150 @@ def sweep_specs(what: str, settings: CompareSettings) -> list[RunSpec]:
             RunSpec("psft_never_refreshed", "psft", lr, never_refresh=True)
         ]
     if what == "lr":
-        rates = sorted({settings.matched_lr / 10, settings.matched_lr / 3, settings.matched_lr, settings.matched_lr * 3})
-        return [RunSpec(f"{o}_lr_{r:g}", o, r) for o in ("sft", "psft") for r in rates]
+        # Both of the comparison's rates and a rate a third of each: 3e-5, 1e-4, 3e-4, 1e-3 at tiny and small.
+        rates = sorted({settings.low_lr * 0.3, settings.low_lr, settings.high_lr * 0.3, settings.high_lr})
+        return [RunSpec(f"{o}_lr_{r:.0e}", o, r) for o in ("sft", "psft") for r in rates]
     raise ValueError(f"unknown sweep {what!r}; choose neighbours, clip, refresh, lr or all")
 
 
 def sweep(what: str, preset: str | None = None, seeds: tuple[int, ...] | None = None, out: str | Path = "runs/sweep",
-          max_steps: int | None = None, progress: bool = True) -> dict:
-    """Run one sweep and write its ``summary.json``; returns the summary."""
+          max_steps: int | None = None, progress: bool = True, lr: float | None = None,
+          only: tuple[str, ...] | None = None, settings: CompareSettings | None = None) -> dict:
+    """Run one sweep and write its ``summary.json``; returns the summary.
+
+    ``lr`` sets the learning rate of the neighbours, clip and refresh sweeps (the ``lr`` sweep
+    has its own rates); ``only`` keeps just the runs with these names (a quick partial sweep);
+    ``settings`` replaces the preset's budget (``compare.SETTINGS``), e.g. with fewer eval prompts.
+    """
     p = get_preset(preset_name(preset))
-    settings = SETTINGS[p.name]
+    settings = settings or SETTINGS[p.name]
     if seeds:
         settings = replace(settings, seeds=tuple(seeds))
     if max_steps:
         settings = replace(settings, max_steps=max_steps, eval_every=min(settings.eval_every, max_steps))
+    specs = sweep_specs(what, settings, lr)
+    if only:
+        unknown = set(only) - {s.name for s in specs}
+        if unknown:
+            raise ValueError(f"no run named {', '.join(sorted(unknown))} in the {what} sweep")
+        specs = [s for s in specs if s.name in only]
     folder = Path(out) / what
     folder.mkdir(parents=True, exist_ok=True)
-    records, val = load_split("sft_train"), load_split("sft_val")
-    specs = sweep_specs(what, settings)
     started = time.time()
-    base = [evaluate_base(p.name, settings, seed, val) for seed in settings.seeds]
-    results: dict[str, list[dict]] = {s.name: [] for s in specs}
-    for seed, base_eval in zip(settings.seeds, base):
-        for spec in specs:
-            if progress:
-                print(f"[sweep {what}] {spec.name} seed {seed}", flush=True)
-            results[spec.name].append(finetune(spec, settings, p.name, seed, None, records, val, progress, base_eval))
+    results, base = run_grid(specs, settings, p.name, f"sweep {what}", None, progress)
     summary = summarise(p.name, settings, results, specs, base)
     summary["sweep"] = what
     summary["seconds"] = round(time.time() - started, 1)
+    summary["sweep_lr"] = lr or settings.high_lr
     for spec in specs:
-        refresh_every = (spec.global_batch or settings.global_batch) // settings.mini_batch
-        summary["runs"][spec.name].update(clip=spec.clip, never_refresh=spec.never_refresh, refresh_every=refresh_every)
+        # None: the old policy is never refreshed (it stays the base model).
+        refresh_every = None if spec.never_refresh else (spec.global_batch or settings.global_batch) // settings.mini_batch
+        clip = None if spec.objective != "psft" or spec.clip == NO_CLIP else (spec.clip if spec.clip is not None else DEFAULT_CLIP)
+        summary["runs"][spec.name].update(clip=clip, never_refresh=spec.never_refresh, refresh_every=refresh_every)
     atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
+
+
+def slim(summary: dict, keep: tuple[str, ...] = SLIM_CURVES, digits: int = 6) -> dict:
+    """A smaller copy of a summary for committing: only the per-step curves named in ``keep``.
+
+    Evaluation curves (``eval_*``), finals, per-family finals and samples stay; per-step curves
+    not in ``keep`` go, and every float is rounded to ``digits`` significant digits (the
+    notebooks print 3 or 4).
+    """
+
+    def rounded(x):
+        if isinstance(x, float):
+            return float(f"{x:.{digits}g}")
+        if isinstance(x, dict):
+            return {k: rounded(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [rounded(v) for v in x]
+        return x
+
+    out = copy.deepcopy(summary)
+    for run in out["runs"].values():
+        run["curves"] = {k: c for k, c in run["curves"].items() if k.startswith("eval_") or k in keep}
+    return rounded(out)
+
+
+# ---------------------------------------------------------------- reading results (notebook 08)
+
+SWEEPS = ("neighbours", "clip", "refresh", "lr")
+
+# Final metrics shown in the tables and offered by the notebook's selector:
+# label -> (key in ``final``, scale, digits, True when higher is better).
+METRICS: dict[str, tuple[str, float, int, bool]] = {
+    "in-domain acc (%)": ("in_domain_accuracy", 100.0, 1, True),
+    "OOD acc (%)": ("ood_accuracy", 100.0, 1, True),
+    "sample entropy": ("sample_entropy", 1.0, 3, True),
+    "demo entropy": ("entropy", 1.0, 3, True),
+    "distinct valid": ("distinct_valid", 1.0, 2, True),
+    "KL to base": ("kl_to_base", 1.0, 3, False),
+}
+
+
+def cache_path(what: str, preset: str = "small") -> Path:
+    """Where the committed results of one sweep live: ``notebooks/results/sweep_<preset>_<what>.json``."""
+    from .models import REPO_ROOT
+
+    return REPO_ROOT / "notebooks" / "results" / f"sweep_{preset}_{what}.json"
+
+
+def write_cache(summary: dict, path: str | Path | None = None) -> Path:
+    """Slim a sweep's summary (:func:`slim`) and write it to ``path`` (default :func:`cache_path`)."""
+    path = Path(path) if path else cache_path(summary["sweep"], summary["preset"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(slim(summary), indent=1) + "\n").encode())
+    return path
+
+
+def write_caches(out: str | Path = "runs/sweep") -> list[Path]:
+    """:func:`write_cache` for every sweep with a ``<out>/<what>/summary.json``; returns the files written."""
+    found = [Path(out) / what / "summary.json" for what in SWEEPS]
+    return [write_cache(json.loads(path.read_text())) for path in found if path.exists()]
+
+
+def load_results(what: str, preset: str = "small", live: bool = False, out: str | Path = "runs/sweep", lr: float | None = None) -> dict:
+    """A sweep's summary: the committed cache, or (``live=True``) a fresh run of the sweep, slimmed the same way."""
+    if live:
+        return slim(sweep(what, preset, (0,), out, progress=False, lr=lr))
+    return json.loads(cache_path(what, preset).read_text())
+
+
+def final_value(run: dict, label: str) -> float:
+    """One of :data:`METRICS` for a run (or the summary's ``base``), scaled for display."""
+    key, scale, _, _ = METRICS[label]
+    return run["final"][key]["mean"] * scale
+
+
+def results_table(summary: dict, metrics: tuple[str, ...] = tuple(METRICS), base: bool = True) -> str:
+    """The final metrics of every run (and the base model) as an aligned plain-text table."""
+    rows = ([("base", summary["base"])] if base else []) + list(summary["runs"].items())
+    header = ["run"] + list(metrics)
+    body = [[name] + [f"{final_value(run, m):.{METRICS[m][2]}f}" for m in metrics] for name, run in rows]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header] + body]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def pareto_front(points: dict[str, tuple[float, float]], higher_is_better: tuple[bool, bool] = (True, True)) -> list[str]:
+    """Names of the points no other point dominates (at least as good on both axes, better on one)."""
+    sign = [1.0 if h else -1.0 for h in higher_is_better]
+    score = {n: (sign[0] * x, sign[1] * y) for n, (x, y) in points.items()}
+
+    def dominated(a: tuple[float, float]) -> bool:
+        return any(b[0] >= a[0] and b[1] >= a[1] and b != a for b in score.values())
+
+    return [n for n, a in score.items() if not dominated(a)]
 
 
 def main(args) -> int:
     kinds = ["neighbours", "clip", "refresh", "lr"] if args.what == "all" else [args.what]
     for what in kinds:
-        summary = sweep(what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps)
+        summary = sweep(what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps,
+                        lr=getattr(args, "lr", None))
         print(f"\n{what} ({summary['seconds']} s): {Path(args.out) / what / 'summary.json'}")
         print("| run | in-domain acc | OOD acc | demo entropy | distinct valid |\n| --- | --- | --- | --- | --- |")
         for name, run in summary["runs"].items():

@@ -25,7 +25,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PSFT_EDU_PRESET": "tiny", "OMP_NUM_
 
 
 def add_prompts(count: int, seed: int) -> list[str]:
-    """Single-digit additions: the tiny base gets about a quarter of them right when sampling."""
+    """Single-digit additions: the tiny base gets about three in four right when sampling (mixed groups: a signal)."""
     rng = random.Random(seed)
     return [tasks.generate("add", rng, max_value=9).prompt for _ in range(count)]
 
@@ -140,16 +140,16 @@ def sampled_accuracy(model, tok, prompts: list[str]) -> float:
 
 
 def test_reward_rises_on_an_easy_task() -> None:
-    """Single-digit additions: 20 GRPO steps lift held-out sampled accuracy (about 0.25 -> 0.40)."""
+    """Single-digit additions: 30 GRPO steps lift the training reward (about 0.72 -> 0.94) and held-out accuracy (0.78 -> 0.86)."""
     model, tok = load_model("tiny")
     held_out = add_prompts(64, 99)
     before = sampled_accuracy(model, tok, held_out)
-    cfg = RLConfig(lr=5e-4, steps=20, group_size=8, prompts_per_step=32, max_new_tokens=8, seed=0)
+    cfg = RLConfig(lr=5e-4, steps=30, group_size=8, prompts_per_step=32, max_new_tokens=8, seed=0)
     history = grpo(model, tok, add_prompts(256, 0), cfg, progress=False)
     after = sampled_accuracy(model, tok, held_out)
     first, last = [r["reward"] for r in history[:5]], [r["reward"] for r in history[-5:]]
-    assert after > before + 0.08, (before, after)
-    assert sum(last) / 5 > sum(first) / 5 + 0.05, (first, last)
+    assert after > before + 0.04, (before, after)
+    assert sum(last) / 5 > sum(first) / 5 + 0.1, (first, last)
 
 
 # ---------------------------------------------------------------- resuming and interruption
@@ -237,3 +237,104 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").exists()
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == steps[-1]
+
+
+# ---------------------------------------------------------------- RL after SFT vs after PSFT
+
+def test_fresh_prompts_avoid_every_shipped_split() -> None:
+    from psft_edu.data import load_split
+    from psft_edu.rl import fresh_prompts
+
+    prompts = fresh_prompts(300, seed=1)
+    assert len(set(prompts)) == 300 and prompts == fresh_prompts(300, seed=1)
+    assert prompts != fresh_prompts(300, seed=2)
+    assert all(tasks.family_of(p) == "make_sum" for p in prompts)
+    shipped = {r["prompt"] for f in tasks.FAMILIES for r in load_split(f"eval/{f}")}
+    shipped |= {r["prompt"] for s in ("sft_train", "sft_val", "rl_hard") for r in load_split(s)}
+    assert not shipped & set(prompts)
+    hard = fresh_prompts(20, seed=1, count=7, max_value=29)
+    assert all(len(p.split(":")[0].split()) == 10 for p in hard)  # "make T from" + 7 numbers
+
+
+def test_rl_after_finetuning_runs_each_init_with_the_same_settings(tmp_path: Path) -> None:
+    from psft_edu.rl import format_table, fresh_prompts, rl_after_finetuning
+
+    per_family = {"make_sum": load_prompts("eval/make_sum")[:4], "add": load_prompts("eval/add")[:4]}
+    show = per_family["make_sum"][:1]
+    cfg = small_config(steps=2, eval_every=1)
+    with pytest.raises(ValueError, match="evaluation prompts"):
+        rl_after_finetuning({"a": "tiny"}, per_family["add"] + add_prompts(8, 0), cfg, per_family, 2)
+    # Two runs from the same checkpoint with one seed must agree exactly: only the start differs between runs.
+    result = rl_after_finetuning({"sft": "tiny", "psft": "tiny"}, fresh_prompts(32), cfg, per_family, 2, out=tmp_path,
+                                 show_prompts=show, show_samples=3, command="python -m psft_edu rl-compare ...")
+    assert result["preset"] == "tiny" and result["command"].startswith("python -m psft_edu rl-compare")
+    assert set(result["runs"]) == {"sft", "psft"}
+    sft, psft = result["runs"]["sft"], result["runs"]["psft"]
+    assert [r["step"] for r in sft["metrics"]] == [1, 2]
+    for key in ("reward", "pass@4", "entropy", "distinct_valid", "zero_signal_groups", "clip_fraction"):
+        assert key in sft["metrics"][0]
+    assert [e["step"] for e in sft["evals"]] == [0, 1, 2]
+    assert sft["before"] == sft["evals"][0] and sft["after"] == sft["evals"][-1]
+    assert set(sft["after"]) >= {"make_sum", "add", "summary", "samples", "step"}
+    assert "ood_accuracy" in sft["after"]["summary"] and len(sft["after"]["samples"][show[0]]) == 3
+    assert [r["reward"] for r in sft["metrics"]] == [r["reward"] for r in psft["metrics"]]
+    assert sft["after"]["summary"] == psft["after"]["summary"]
+    assert result["settings"]["steps"] == 2 and result["settings"]["eval_samples"] == 2
+    assert set(result["table"]["sft"]) >= {"reward_first", "reward_last", "ood_before", "ood_after", "zero_signal_last"}
+    saved = json.loads((tmp_path / "rl_compare.json").read_text())
+    assert saved["table"] == result["table"]
+    assert (tmp_path / "sft" / "model").is_dir() and (tmp_path / "psft" / "metrics.jsonl").exists()
+    table = format_table(result)
+    assert table.splitlines()[0].split()[:3] == ["run", "reward", "pass@4"] and len(table.splitlines()) == 3
+    assert format_table(result, by_condition=True).splitlines()[1].startswith("sft (x1)")
+
+
+def test_rl_compare_cli(tmp_path: Path) -> None:
+    model, tok = load_model("tiny")
+    model.save_pretrained(tmp_path / "psft_model")
+    tok.save_pretrained(tmp_path / "psft_model")
+    command = [sys.executable, "-m", "psft_edu", "rl-compare", "--sft", "tiny", "--psft", str(tmp_path / "psft_model"),
+               "--out", str(tmp_path / "out"), "--steps", "2", "--prompts-per-step", "4", "--group-size", "4", "--eval-every", "0",
+               "--eval-prompts", "3", "--eval-samples", "2", "--num-prompts", "16", "--show-prompts", "1",
+               "--json", str(tmp_path / "r.json")]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved == json.loads((tmp_path / "out" / "rl_compare.json").read_text())
+    assert saved["command"].startswith("python -m psft_edu rl-compare --sft tiny --psft ")
+    assert saved["settings"]["split"] == "generated" and saved["settings"]["num_prompts"] == 16
+    assert [e["step"] for e in saved["runs"]["psft"]["evals"]] == [0, 2]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("sft ") for line in lines) and any(line.startswith("psft ") for line in lines)
+
+
+def test_rl_compare_cli_missing_checkpoint_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from psft_edu.__main__ import main as cli
+
+    code = cli(["rl-compare", "--sft", "tiny", "--psft", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_recorded_command_parses_back_to_the_same_arguments() -> None:
+    import shlex
+
+    from psft_edu.__main__ import build_parser
+    from psft_edu.rl import _command_line, aggregate_table, condition_of
+
+    argv = ["rl-compare", "--sft", "a/model", "--psft", "b/model", "--tag", "lr1e-03_seed0", "--init", "sft_lr1e-03_seed1=c",
+            "--init", "base=small", "--out", "o", "--steps", "5"]
+    command = _command_line(build_parser().parse_args(argv))
+    again = vars(build_parser().parse_args(shlex.split(command)[3:]))
+    first = vars(build_parser().parse_args(argv))
+    again.pop("func"), first.pop("func")
+    assert again == first and command.startswith("python -m psft_edu rl-compare ")
+    # Seeds of one condition are averaged in the summary table.
+    assert condition_of("sft_lr1e-03_seed1") == "sft_lr1e-03" and condition_of("base") == "base"
+    row = {"reward_first": 0.1, "reward_last": 0.3, "pass@8_first": 0.5, "pass@8_last": 0.6}
+    result = {"runs": {"sft_x_seed0": {}, "sft_x_seed1": {}, "base": {}},
+              "table": {"sft_x_seed0": row, "sft_x_seed1": {**row, "reward_last": 0.5}, "base": row}}
+    table = aggregate_table(result)
+    assert table["sft_x"]["seeds"] == 2 and table["sft_x"]["reward_last"]["mean"] == pytest.approx(0.4)
+    assert table["sft_x"]["reward_last"]["std"] == pytest.approx(0.1414, abs=1e-4) and table["base"]["reward_last"]["std"] == 0.0
