@@ -25,8 +25,9 @@ LOG_RATIO_LIMIT = 20.0  # exp(20) ~ 5e8: keeps the ratio finite when policies dr
 
 
 def _default_chunk_rows(vocab_size: int) -> int:
-    # About 64M float32 values (256 MB) of temporary softmax per chunk.
-    return max(1, (1 << 26) // max(vocab_size, 1))
+    # About 16M float32 values (64 MB) per temporary: small next to the [B, T, V] gradient
+    # that backward must produce anyway, and still few enough chunks to keep the loop cheap.
+    return max(1, (1 << 24) // max(vocab_size, 1))
 
 
 class _ChunkedLogProb(torch.autograd.Function):
@@ -53,13 +54,16 @@ class _ChunkedLogProb(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logp: Tensor):  # type: ignore[override]
         logits, targets, lse = ctx.saved_tensors
-        grad = torch.empty_like(logits)
-        for start in range(0, logits.shape[0], ctx.chunk_rows):
+        rows = logits.shape[0]
+        grad = None if rows <= ctx.chunk_rows else torch.empty_like(logits)
+        for start in range(0, rows, ctx.chunk_rows):
             stop = min(start + ctx.chunk_rows, logits.shape[0])
             g = grad_logp[start:stop, None].float()
             probs = torch.exp(logits[start:stop].float() - lse[start:stop, None])
             chunk_grad = -probs * g  # d logp / d logits = onehot - softmax
             chunk_grad.scatter_add_(-1, targets[start:stop, None], g)
+            if grad is None:  # a single chunk: no copy into a preallocated buffer
+                return chunk_grad.to(logits.dtype), None, None
             grad[start:stop] = chunk_grad.to(grad.dtype)
         return grad, None, None
 
@@ -71,7 +75,7 @@ def token_logprobs(logits: Tensor, targets: Tensor, chunk_size: int | None = Non
 
     ``logits`` is ``[B, T, V]`` (any float dtype; the arithmetic is float32) and
     ``targets`` ``[B, T]``. Rows are processed ``chunk_size`` positions at a time
-    (default: about 64M values per chunk), so the full ``[B, T, V]`` float32
+    (default: about 16M values per chunk), so the full ``[B, T, V]`` float32
     log-softmax never exists at once, in the forward or the backward pass.
     Returns float32 ``[B, T]``; differentiable with respect to ``logits``.
     """

@@ -226,11 +226,13 @@ class Trainer:
     # ------------------------------------------------------------ one global batch
     def _train_global_batch(self, indices: list[int]) -> list[dict]:
         cfg = self.cfg
-        K = cfg.updates_per_batch
-        minis = [self._batch(indices[k * cfg.mini_batch : (k + 1) * cfg.mini_batch]) for k in range(K)]
+        K, size = cfg.updates_per_batch, cfg.mini_batch
+        batch = self._batch(indices)  # one padded width for the whole global batch
+        minis = [batch[k * size : (k + 1) * size] for k in range(K)]
         old: list[torch.Tensor | None] = [None] * K
         if cfg.objective == "psft":
             # Freeze the old policy: mini-batch 0 reuses its own forward (see module docstring).
+            # One no-grad forward per mini-batch: larger ones were slower on CPU and risk memory on GPU.
             source = self.reference if cfg.never_refresh else self.forward_model
             self.model.eval()
             for k in range(0 if cfg.never_refresh else 1, K):
