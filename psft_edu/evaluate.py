@@ -96,16 +96,6 @@ def sample(
     return Samples(texts, token_ids, entropies, logprobs)
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    r"""Unbiased pass@k from n samples with c correct: :math:`1 - \binom{n-c}{k} / \binom{n}{k}`."""
-    if n - c < k:
-        return 1.0
-    result = 1.0
-    for i in range(n - c + 1, n + 1):
-        result *= 1.0 - k / i
-    return 1.0 - result
-
-
 def evaluate_family(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -425,16 +424,6 @@ def _is_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def time_steps(trainer: Trainer, steps: int) -> float:
-    """Seconds for ``steps`` optimiser steps (used by the benchmark)."""
-    start = time.perf_counter()
-    trainer.cfg.max_steps = trainer.step + steps
-    trainer.train()
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 __all__ = ["OBJECTIVES", "Interrupted", "TrainConfig", "Trainer", "TrainingError", "objective_loss"]
