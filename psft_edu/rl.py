@@ -631,14 +631,9 @@ def format_table(result: dict, by_condition: bool = False) -> str:
 
 # ---------------------------------------------------------------- command line
 
-def main(args) -> int:
-    """``python -m psft_edu rl``: GRPO from ``--init`` on ``--split``, written to ``--out``."""
-    from .data import eval_prompts
-    from .evaluate import evaluate_model
-    from .models import load_model
-
-    prompts = load_prompts(args.split)  # validate the data before anything is written
-    cfg = RLConfig(
+def config_from_args(args, **extra) -> RLConfig:
+    """The :class:`RLConfig` fields that the ``rl`` and ``rl-compare`` commands share, plus ``extra``."""
+    return RLConfig(
         lr=args.lr,
         steps=args.steps,
         group_size=args.group_size,
@@ -647,9 +642,18 @@ def main(args) -> int:
         clip_high=args.clip_high,
         beta=args.beta,
         seed=args.seed,
-        save_every=args.save_every,
-        init=str(args.init),
+        **extra,
     )
+
+
+def main(args) -> int:
+    """``python -m psft_edu rl``: GRPO from ``--init`` on ``--split``, written to ``--out``."""
+    from .data import eval_prompts
+    from .evaluate import evaluate_model
+    from .models import load_model
+
+    prompts = load_prompts(args.split)  # validate the data before anything is written
+    cfg = config_from_args(args, save_every=args.save_every, init=str(args.init))
     model, tokenizer = load_model(args.init, device=args.device)
     per_family = {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES}
 
@@ -713,18 +717,7 @@ def compare_main(args) -> int:
         if not Path(path).is_dir() and path not in ("tiny", "small", "gpt2") and not path.startswith("hf:"):
             raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
     prompts = training_prompts(args.split, args.num_prompts, args.prompt_seed)  # validate before anything is written
-    cfg = RLConfig(
-        lr=args.lr,
-        steps=args.steps,
-        group_size=args.group_size,
-        prompts_per_step=args.prompts_per_step,
-        updates_per_step=args.updates_per_step,
-        clip_low=args.clip_low,
-        clip_high=args.clip_high,
-        beta=args.beta,
-        seed=args.seed,
-        eval_every=args.eval_every,
-    )
+    cfg = config_from_args(args, updates_per_step=args.updates_per_step, eval_every=args.eval_every)
     per_family = {f: eval_prompts(f, args.eval_prompts) for f in tasks.FAMILIES}
     show = eval_prompts(tasks.IN_DOMAIN, args.show_prompts)
     result = rl_after_finetuning(
