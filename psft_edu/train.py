@@ -395,6 +395,7 @@ class Trainer:
                     self._log("metrics.jsonl", record)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", entropy=f"{record['entropy']:.3f}")
+                self._flush_metrics()  # one append per global batch keeps the log current and cheap
                 # Evaluations, checkpoints and Ctrl-C act between global batches, where the
                 # state is fully described by the model, optimiser and data position.
                 crossed = lambda every: every > 0 and self.step // every > before // every  # noqa: B023

@@ -215,3 +215,16 @@ def test_sigint_saves_checkpoint_and_exits_cleanly(tmp_path):
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert state["step"] == json.loads(lines[-1])["step"] > 0
+
+
+def test_metrics_file_grows_after_every_global_batch(tmp_path):
+    seen = []
+
+    def count_lines(model, step):
+        path = tmp_path / "metrics.jsonl"
+        seen.append((step, len(path.read_text().splitlines()) if path.exists() else 0))
+        return {}
+
+    model, tok = load_model("tiny")
+    Trainer(model, tok, RECORDS, small_cfg(max_steps=12, eval_every=4), out=tmp_path, eval_fn=count_lines, progress=False).train()
+    assert seen == [(0, 0), (4, 4), (8, 8), (12, 12)]
