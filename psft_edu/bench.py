@@ -26,6 +26,7 @@ from .models import get_preset, load_model, load_tokenizer, new_model, pick_devi
 from .train import TrainConfig, Trainer
 
 H100_BF16_FLOPS = 989e12  # dense bf16 peak of an H100 SXM, for MFU
+PEAK_GIB: dict[str, float] = {}  # peak GPU memory of the last timed run per objective (CUDA only)
 
 
 def _records(preset: str, count: int, seq_len: int | None) -> list[dict]:
@@ -59,11 +60,15 @@ def time_ours(objective: str, preset: str, records, cfg_kwargs: dict, steps: int
     cfg.max_steps = cfg.updates_per_batch
     trainer.train()
     _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     cfg.max_steps = cfg.updates_per_batch + steps
     trainer.train()
     _sync(device)
     seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        PEAK_GIB[objective] = torch.cuda.max_memory_allocated() / 2**30
     return seconds, _tokens_per_step(records, tok, cfg) * steps
 
 
@@ -252,13 +257,14 @@ def run_bench(
         n_params = sum(t.numel() for t in _model(p.name, dev)[0].parameters())
         results["mfu_sft"] = 6 * n_params * tokens / sft_s / H100_BF16_FLOPS
         results["mfu_psft"] = 6 * n_params * tokens / psft_s / H100_BF16_FLOPS
-        results["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        results["peak_memory_gib_sft"] = PEAK_GIB["sft"]
+        results["peak_memory_gib_psft"] = PEAK_GIB["psft"]
 
     print(f"bench: preset {p.name} on {results['device']}, {steps} timed optimiser steps per loop, best of {repeats}")
     print("| measure | value | goal | met | detail |\n| --- | --- | --- | --- | --- |")
     for r in results["rows"]:
         print(f"| {r['measure']} | {r['value']:.2f}x | {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['detail']} |")
-    for key in ("sft_tokens_per_s", "psft_tokens_per_s", "mfu_sft", "mfu_psft", "peak_memory_gib"):
+    for key in ("sft_tokens_per_s", "psft_tokens_per_s", "mfu_sft", "mfu_psft", "peak_memory_gib_sft", "peak_memory_gib_psft"):
         if key in results:
             print(f"{key}: {results[key]:,.3f}")
     if out:
