@@ -126,10 +126,27 @@ def cmd_rl(args) -> int:
     return rl_main(args)
 
 
+def cmd_rl_compare(args) -> int:
+    from .rl import compare_main
+
+    return compare_main(args)
+
+
 def cmd_sweep(args) -> int:
     from .sweep import main as sweep_main
 
     return sweep_main(args)
+
+
+def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
+    """GRPO settings shared by ``rl`` and ``rl-compare`` (see :func:`psft_edu.rl.config_from_args`)."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--prompts-per-step", type=int, default=16)
+    parser.add_argument("--clip-low", type=float, default=0.2)
+    parser.add_argument("--clip-high", type=float, default=0.28)
+    parser.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,13 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rl", help="GRPO on the harder in-domain split, from a checkpoint")
     p.add_argument("--init", required=True, help="checkpoint folder (or preset) to start from")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--group-size", type=int, default=8)
-    p.add_argument("--prompts-per-step", type=int, default=16)
-    p.add_argument("--clip-low", type=float, default=0.2)
-    p.add_argument("--clip-high", type=float, default=0.28)
-    p.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
+    _rl_args(p, steps=30, lr=1e-4)
     p.add_argument("--split", default="rl_hard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=10)
@@ -216,25 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl)
 
-    def cmd_rl_compare(args) -> int:
-        from .rl import compare_main
-
-        return compare_main(args)
-
     p = sub.add_parser("rl-compare", help="GRPO from an SFT and a PSFT checkpoint with the same settings, side by side")
     p.add_argument("--sft", required=True, help="checkpoint folder of the SFT model")
     p.add_argument("--psft", required=True, help="checkpoint folder of the PSFT model")
     p.add_argument("--tag", default="", help="suffix of their run names, e.g. lr1e-03 -> sft_lr1e-03, psft_lr1e-03")
     p.add_argument("--init", action="append", default=None, metavar="NAME=PATH", help="another start (repeatable), e.g. base=small")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--group-size", type=int, default=8)
-    p.add_argument("--prompts-per-step", type=int, default=16)
+    _rl_args(p, steps=60, lr=3e-4)
     p.add_argument("--updates-per-step", type=int, default=2)
-    p.add_argument("--clip-low", type=float, default=0.2)
-    p.add_argument("--clip-high", type=float, default=0.28)
-    p.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
     p.add_argument("--split", default="generated",
                    help="'generated' (new make_sum prompts, none from data/), 'generated-hard', a shipped split or a JSONL file")
     p.add_argument("--num-prompts", type=int, default=512, help="with --split generated*")

@@ -108,7 +108,6 @@ def finetune(
 ) -> dict:
     """One fine-tuning run from the preset's base; returns its metrics, evals and final eval."""
     model, tokenizer = load_model(preset)
-    base = load_model(preset)[0]
     cfg = TrainConfig(
         objective=spec.objective,
         lr=spec.lr,
@@ -123,14 +122,12 @@ def finetune(
     )
     quick = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed)
     final = make_eval_fn(tokenizer, val_records, settings.final_prompts, settings.final_samples, seed)
-    cache = {"base": base_eval}
 
     def eval_fn(m, step):
-        if step == 0 and cache["base"] is not None:
-            return cache["base"]["quick"]
-        if step >= settings.max_steps:
-            return final(m, step, base)
-        return quick(m, step, base)
+        if step == 0 and base_eval is not None:
+            return base_eval["quick"]  # the base was already evaluated once for this seed
+        # The trainer's frozen copy of the base serves as the reference for KL to the base.
+        return (final if step >= settings.max_steps else quick)(m, step, trainer.reference)
 
     trainer = Trainer(model, tokenizer, records, cfg, out=out, eval_fn=eval_fn, progress=progress)
     history = trainer.train()
@@ -141,7 +138,8 @@ def evaluate_base(preset: str, settings: CompareSettings, seed: int, val_records
     model, tokenizer = load_model(preset)
     quick = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed)
     final = make_eval_fn(tokenizer, val_records, settings.final_prompts, settings.final_samples, seed)
-    return {"quick": quick(model, 0, model), "final": final(model, 0, model), "samples": sample_table(model, tokenizer, seed)}
+    # No reference: the base's KL to itself is zero (summarise() records it as such).
+    return {"quick": quick(model, 0), "final": final(model, 0), "samples": sample_table(model, tokenizer, seed)}
 
 
 def run_grid(

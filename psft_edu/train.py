@@ -255,7 +255,10 @@ class Trainer:
             logits = self._logits(self.forward_model, part)
             logp = obj.token_logprobs(logits, part.targets)
             old = logp.detach() if old_logp is None else old_logp[start : start + micro]
-            ref = self._frozen_logprobs(self.reference, part) if self.reference is not None else None
+            if cfg.never_refresh and old_logp is not None:
+                ref = old  # the old policy is the base model: its log-probs are already here
+            else:
+                ref = self._frozen_logprobs(self.reference, part) if self.reference is not None else None
             loss, stats = objective_loss(cfg, logp, part.mask, old, ref)
             # Weight each micro-batch so the accumulated gradient equals the full mini-batch's.
             if cfg.agg == "token-mean":

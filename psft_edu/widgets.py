@@ -655,7 +655,6 @@ RL_METRICS: dict[str, tuple[str, str]] = {
     "clip fraction": ("clip_fraction", "share of tokens clipped"),
     "completion length": ("completion_length", "tokens"),
 }
-RL_COLOURS = {"sft": "#d62728", "psft": "#1f77b4", "base": "#7f7f7f"}
 
 
 def _rl_key(result: dict, key: str) -> str:
@@ -686,11 +685,12 @@ def rl_run_style(result: dict, run: str) -> tuple[str | None, str]:
     The colour follows the objective (the name's part before ``_``: SFT red, PSFT blue, base grey);
     the first condition of an objective is solid, the next dashed, then dotted.
     """
+    from .plots import COLOURS
     from .rl import condition_of, conditions
 
     prefix = run.split("_")[0]
     same = [c for c in conditions(result) if c.split("_")[0] == prefix]
-    return RL_COLOURS.get(prefix), ("-", "--", ":", "-.")[same.index(condition_of(run)) % 4]
+    return {**COLOURS, "base": "tab:gray"}.get(prefix), ("-", "--", ":", "-.")[same.index(condition_of(run)) % 4]
 
 
 def draw_rl_curves(
