@@ -107,7 +107,12 @@ def cmd_compare(args) -> int:
     from .compare import compare
 
     out = Path(args.out)
-    summary = compare(preset_name(args.preset), tuple(args.seeds) if args.seeds else None, out, max_steps=args.max_steps)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    seeds = tuple(args.seeds) if args.seeds else None
+    summary = compare(preset_name(args.preset), seeds, out, max_steps=args.max_steps, long=not args.no_long)
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.md'}  (summary.json and figures beside it; {summary['seconds']} s)")
     return 0
@@ -206,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     _preset_arg(p)
     p.add_argument("--seeds", type=int, nargs="*", default=None)
     p.add_argument("--out", default="runs/compare")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
+    p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("bench", help="speed and memory benchmark (ratios measured in one run)")

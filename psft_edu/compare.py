@@ -1,23 +1,27 @@
 """The main experiment: base -> SFT and base -> PSFT on the same data, side by side.
 
-SFT and PSFT each at two learning rates, over several seeds. That gives three views:
+Two views, each over several seeds, written to one ``summary.json``:
 
-1. matched at the higher rate (the best in-domain rate of both in our scan),
-2. matched at the lower rate, and
-3. the paper's protocol: SFT at the higher rate, PSFT at a lower one (the paper ran
-   PSFT 20x lower), which mixes the objective with the learning rate. Views 1 and 2
-   answer the learners' question "is PSFT just a smaller learning rate?".
+* **main**: the full demonstration set for a few epochs, SFT and PSFT each at two learning
+  rates. That gives three comparisons: matched at the higher rate, matched at the lower
+  rate, and the paper's pairing (SFT at the higher rate, PSFT at the lower one: the paper ran
+  PSFT 20x lower), which mixes the objective with the learning rate. The matched pairs answer
+  the learners' question "is PSFT just a smaller learning rate?".
+* **long** (prolonged training, the paper's toy regime): a small demonstration set seen for
+  many epochs, where SFT's fixed point on a one-answer teacher (a one-hot policy) shows.
 
-Writes ``summary.json``, ``report.md`` and PNG figures into the output folder.
+Every evaluation point of a view uses one protocol (the same prompts and samples per family).
+Each metric is reported as mean, standard deviation, 95% interval and per-seed values; SFT - PSFT
+differences are paired by seed (:mod:`psft_edu.stats`). Writes ``summary.json``, ``report.md``
+and PNG figures into the output folder.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +30,7 @@ from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import demonstration_metrics, evaluate_model, sample
 from .models import get_preset, load_model
+from .stats import describe, excludes_zero, paired_difference
 from .train import TrainConfig, Trainer
 
 
@@ -41,25 +46,36 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class CompareSettings:
-    """Budget of the comparison at one preset (chosen so `make compare` stays under 10 minutes)."""
+    """Budget of one view of the comparison at one preset."""
 
     max_steps: int
     global_batch: int
     mini_batch: int
-    high_lr: float  # the best in-domain rate of both objectives in a single-seed scan
+    high_lr: float  # the best in-domain rate of SFT in a scan: the "aggressive" rate
     low_lr: float  # ten times lower: PSFT's rate in the paper-style pairing
-    eval_every: int
-    eval_prompts: int
-    eval_samples: int
-    final_prompts: int
-    final_samples: int
-    seeds: tuple[int, ...] = (0, 1, 2)
+    eval_every: int  # optimiser steps between evaluations (checked between global batches)
+    eval_prompts: int  # prompts per family, the same at every evaluation point
+    eval_samples: int  # samples per prompt (k of pass@k)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    train_records: int | None = None  # demonstrations used (None: all of sft_train.jsonl)
+
+    @property
+    def refresh_every(self) -> int:
+        return self.global_batch // self.mini_batch
 
 
+# The main view and the prolonged view of each preset (chosen so `make compare` stays under 10
+# minutes on 2 CPU cores at `small`). In the prolonged view one global batch is the whole small
+# demonstration set, so every epoch is one frozen old policy and K optimiser steps.
 SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(64, 256, 32, 1e-3, 1e-4, 32, 16, 4, 32, 4, seeds=(0,)),
-    "small": CompareSettings(192, 256, 32, 1e-3, 1e-4, 48, 24, 4, 64, 8),
-    "gpt2": CompareSettings(400, 256, 32, 1e-4, 1e-5, 50, 64, 8, 128, 8),
+    "tiny": CompareSettings(64, 256, 32, 1e-3, 1e-4, 32, 16, 4, seeds=(0,)),
+    "small": CompareSettings(128, 256, 32, 1e-3, 1e-4, 32, 24, 8),
+    "gpt2": CompareSettings(400, 256, 32, 1e-4, 1e-5, 50, 64, 8, seeds=(0, 1, 2)),
+}
+LONG_SETTINGS: dict[str, CompareSettings] = {
+    "tiny": CompareSettings(48, 128, 16, 1e-3, 1e-4, 24, 16, 4, seeds=(0,), train_records=128),
+    "small": CompareSettings(144, 256, 32, 1e-3, 1e-4, 24, 24, 8, seeds=(0, 1, 2), train_records=256),
+    "gpt2": CompareSettings(288, 256, 32, 1e-4, 1e-5, 32, 64, 8, seeds=(0, 1, 2), train_records=256),
 }
 
 
@@ -72,6 +88,15 @@ def run_specs(settings: CompareSettings) -> list[RunSpec]:
     return [RunSpec(run_name(o, lr), o, lr) for lr in (settings.high_lr, settings.low_lr) for o in ("sft", "psft")]
 
 
+def long_specs(settings: CompareSettings) -> list[RunSpec]:
+    """The prolonged view: SFT at the higher rate, PSFT at both (matched pair and paper pairing)."""
+    return [
+        RunSpec(run_name("sft", settings.high_lr), "sft", settings.high_lr),
+        RunSpec(run_name("psft", settings.high_lr), "psft", settings.high_lr),
+        RunSpec(run_name("psft", settings.low_lr), "psft", settings.low_lr),
+    ]
+
+
 SAMPLE_PROMPTS = 4  # per family, for the side-by-side generations in the report
 
 
@@ -82,13 +107,16 @@ def sample_table(model: torch.nn.Module, tokenizer, seed: int = 0, per_prompt: i
     return dict(zip(prompts, drawn.texts))
 
 
-def make_eval_fn(tokenizer, val_records: list[dict], prompts: int, samples: int, seed: int) -> Callable:
-    """Evaluation used during fine-tuning: verifier metrics plus entropy/KL on validation demos."""
+def make_eval_fn(
+    tokenizer, val_records: list[dict], prompts: int, samples: int, seed: int, reference: torch.nn.Module | None = None
+) -> Callable:
+    """One evaluation protocol: verifier metrics, entropy and exact KL to ``reference`` on own samples,
+    and entropy/NLL on held-out demonstrations. Every call uses the same prompts and sampling seed."""
     per_family = {f: eval_prompts(f, prompts) for f in tasks.FAMILIES}
 
-    def evaluate(model: torch.nn.Module, step: int, reference: torch.nn.Module | None = None) -> dict:
-        result = evaluate_model(model, tokenizer, per_family, samples, seed=seed)
-        demo = demonstration_metrics(model, tokenizer, val_records, reference=reference)
+    def evaluate(model: torch.nn.Module, step: int) -> dict:  # noqa: ARG001 (the trainer passes the step)
+        result = evaluate_model(model, tokenizer, per_family, samples, seed=seed, reference=reference)
+        demo = demonstration_metrics(model, tokenizer, val_records)
         families = {f: r for f, r in result.items() if f != "summary"}
         return {"families": families, **result["summary"], **{f"demo_{k}": v for k, v in demo.items()}}
 
@@ -108,6 +136,7 @@ def finetune(
 ) -> dict:
     """One fine-tuning run from the preset's base; returns its metrics, evals and final eval."""
     model, tokenizer = load_model(preset)
+    base_model, _ = load_model(preset)
     cfg = TrainConfig(
         objective=spec.objective,
         lr=spec.lr,
@@ -118,16 +147,15 @@ def finetune(
         never_refresh=spec.never_refresh,
         seed=seed,
         eval_every=settings.eval_every,
+        log_kl=False,  # drift is measured exactly at the evaluation points instead
         init=preset,
     )
-    quick = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed)
-    final = make_eval_fn(tokenizer, val_records, settings.final_prompts, settings.final_samples, seed)
+    evaluate = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed, base_model)
 
     def eval_fn(m, step):
         if step == 0 and base_eval is not None:
-            return base_eval["quick"]  # the base was already evaluated once for this seed
-        # The trainer's frozen copy of the base serves as the reference for KL to the base.
-        return (final if step >= settings.max_steps else quick)(m, step, trainer.reference)
+            return base_eval["eval"]  # the base was already evaluated once for this seed, same protocol
+        return evaluate(m, step)
 
     trainer = Trainer(model, tokenizer, records, cfg, out=out, eval_fn=eval_fn, progress=progress)
     history = trainer.train()
@@ -136,10 +164,9 @@ def finetune(
 
 def evaluate_base(preset: str, settings: CompareSettings, seed: int, val_records: list[dict]) -> dict:
     model, tokenizer = load_model(preset)
-    quick = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed)
-    final = make_eval_fn(tokenizer, val_records, settings.final_prompts, settings.final_samples, seed)
-    # No reference: the base's KL to itself is zero (summarise() records it as such).
-    return {"quick": quick(model, 0), "final": final(model, 0), "samples": sample_table(model, tokenizer, seed)}
+    # The base's KL to itself is zero: passing itself as the reference keeps every key present.
+    evaluate = make_eval_fn(tokenizer, val_records, settings.eval_prompts, settings.eval_samples, seed, model)
+    return {"eval": evaluate(model, 0), "samples": sample_table(model, tokenizer, seed)}
 
 
 def run_grid(
@@ -150,6 +177,8 @@ def run_grid(
     With ``out``, each run keeps its folder ``<out>/<name>_seed<k>`` (metrics, checkpoint, model).
     """
     records, val = load_split("sft_train"), load_split("sft_val")
+    if settings.train_records:
+        records = records[: settings.train_records]
     base = [evaluate_base(preset, settings, seed, val) for seed in settings.seeds]
     results: dict[str, list[dict]] = {s.name: [] for s in specs}
     for seed, base_eval in zip(settings.seeds, base):
@@ -161,24 +190,29 @@ def run_grid(
     return results, base
 
 
-def _stats(values: list[float]) -> dict:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "per_seed": values,
-    }
-
-
+# Final metrics: name in summary.json -> key in an evaluation record.
 FINAL_KEYS = {
-    "entropy": "demo_entropy",
-    "sample_entropy": "sample_entropy",
+    "entropy": "demo_entropy",  # token entropy on held-out teacher demonstrations
+    "sample_entropy": "sample_entropy",  # token entropy on own samples, in-domain prompts
+    "ood_sample_entropy": "ood_sample_entropy",  # the same on out-of-domain prompts (mean of families)
     "in_domain_accuracy": "in_domain_accuracy",
     "in_domain_greedy": "in_domain_greedy",
     "ood_accuracy": "ood_accuracy",
     "ood_greedy": "ood_greedy",
     "distinct_valid": "distinct_valid",
-    "kl_to_base": "demo_kl_to_base",
+    "kl_in_domain": "kl_in_domain",  # exact KL(model || base) on own samples, in-domain prompts
+    "kl_ood": "kl_ood",  # the same on out-of-domain prompts
 }
+EVAL_CURVES = (
+    "in_domain_accuracy", "ood_accuracy", "sample_entropy", "ood_sample_entropy", "demo_entropy", "distinct_valid",
+    "kl_in_domain", "kl_ood",
+)  # fmt: skip
+STEP_CURVES = ("loss", "entropy", "clip_fraction", "grad_norm")
+
+
+def _curve(per_seed: list[list[float]]) -> dict:
+    columns = [describe(list(c)) for c in zip(*per_seed)]
+    return {key: [c[key] for c in columns] for key in ("mean", "std", "ci95")}
 
 
 def summarise(preset: str, settings: CompareSettings, results: dict[str, list[dict]], specs: list[RunSpec], base: list[dict]) -> dict:
@@ -189,43 +223,85 @@ def summarise(preset: str, settings: CompareSettings, results: dict[str, list[di
         steps = [r["step"] for r in per_seed[0]["metrics"]]
         curves = {
             key: {"step": steps, **_curve([[r[key] for r in s["metrics"]] for s in per_seed])}
-            for key in ("loss", "entropy", "clip_fraction", "grad_norm", "kl_to_base")
+            for key in STEP_CURVES
             if key in per_seed[0]["metrics"][0]
         }
         eval_steps = [e["step"] for e in per_seed[0]["evals"]]
-        for key in ("in_domain_accuracy", "ood_accuracy", "sample_entropy", "demo_entropy", "distinct_valid"):
+        for key in EVAL_CURVES:
             curves[f"eval_{key}"] = {"step": eval_steps, **_curve([[e[key] for e in s["evals"]] for s in per_seed])}
         runs[spec.name] = {
             "objective": spec.objective,
             "lr": spec.lr,
             "seeds": list(settings.seeds),
-            "final": {k: _stats([s["final"][v] for s in per_seed]) for k, v in FINAL_KEYS.items()},
-            "final_per_family": {
-                f: _stats([s["final"]["families"][f]["sampled_accuracy"] for s in per_seed]) for f in tasks.FAMILIES
-            },
+            "final": {k: describe([s["final"][v] for s in per_seed]) for k, v in FINAL_KEYS.items()},
+            "final_per_family": _per_family([s["final"] for s in per_seed]),
             "curves": curves,
             "samples": per_seed[0]["samples"],
         }
-    base_final = {k: _stats([b["final"][v] for b in base]) for k, v in FINAL_KEYS.items() if v in base[0]["final"]}
-    base_final["kl_to_base"] = _stats([0.0 for _ in base])
+    finals = [b["eval"] for b in base]
+    settings_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
+    settings_dict["refresh_every"] = settings.refresh_every
     return {
         "preset": preset,
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
+        "settings": settings_dict,
         "base": {
-            "final": base_final,
-            "final_per_family": {f: _stats([b["final"]["families"][f]["sampled_accuracy"] for b in base]) for f in tasks.FAMILIES},
+            "final": {k: describe([f[v] for f in finals]) for k, v in FINAL_KEYS.items()},
+            "final_per_family": _per_family(finals),
             "samples": base[0]["samples"],
         },
         "runs": runs,
     }
 
 
-def _curve(per_seed: list[list[float]]) -> dict:
-    columns = list(zip(*per_seed))
+def _per_family(finals: list[dict]) -> dict:
+    """Sampled accuracy and own-sample entropy per family, over seeds."""
     return {
-        "mean": [statistics.fmean(c) for c in columns],
-        "std": [statistics.stdev(c) if len(c) > 1 else 0.0 for c in columns],
+        f: {
+            "sampled_accuracy": describe([e["families"][f]["sampled_accuracy"] for e in finals]),
+            "sample_entropy": describe([e["families"][f]["sample_entropy"] for e in finals]),
+        }
+        for f in tasks.FAMILIES
     }
+
+
+PAIRED_KEYS = ("in_domain_accuracy", "ood_accuracy", "sample_entropy", "ood_sample_entropy", "kl_in_domain", "kl_ood")
+
+
+def pairings(view: dict) -> list[tuple[str, str, str]]:
+    """``(label, sft run, psft run)`` for every SFT/PSFT pair present in a view."""
+    st, runs = view["settings"], view["runs"]
+    hi, lo = st["high_lr"], st["low_lr"]
+    candidates = [
+        (f"matched at lr {hi:g}", run_name("sft", hi), run_name("psft", hi)),
+        (f"matched at lr {lo:g}", run_name("sft", lo), run_name("psft", lo)),
+        (f"paper pairing (SFT {hi:g}, PSFT {lo:g})", run_name("sft", hi), run_name("psft", lo)),
+    ]
+    return [c for c in candidates if c[1] in runs and c[2] in runs]
+
+
+def paired_differences(view: dict) -> dict:
+    """Per-seed SFT - PSFT differences of the headline metrics for every pairing, with 95% intervals."""
+    out = {}
+    for label, sft, psft in pairings(view):
+        a, b = view["runs"][sft]["final"], view["runs"][psft]["final"]
+        out[label] = {
+            "sft": sft,
+            "psft": psft,
+            **{k: paired_difference(a[k]["per_seed"], b[k]["per_seed"]) for k in PAIRED_KEYS},
+        }
+    return out
+
+
+def run_view(
+    preset: str, settings: CompareSettings, specs: list[RunSpec], tag: str, out: Path | None, progress: bool
+) -> dict:
+    """One view: every run over every seed, summarised, with paired differences and its time."""
+    started = time.time()
+    results, base = run_grid(specs, settings, preset, tag, out, progress)
+    view = summarise(preset, settings, results, specs, base)
+    view["paired"] = paired_differences(view)
+    view["seconds"] = round(time.time() - started, 1)
+    return view
 
 
 def compare(
@@ -235,8 +311,14 @@ def compare(
     settings: CompareSettings | None = None,
     progress: bool = True,
     max_steps: int | None = None,
+    long: bool = True,
+    long_settings: CompareSettings | None = None,
 ) -> dict:
-    """Run the comparison and write ``summary.json``, ``report.md`` and figures to ``out``."""
+    """Run both views and write ``summary.json``, ``report.md`` and figures to ``out``.
+
+    ``seeds`` and ``max_steps`` override the main view's budget (for quick runs); the prolonged
+    view keeps its own unless ``long_settings`` is given, and ``long=False`` skips it.
+    """
     from .plots import save_compare_figures
 
     p = get_preset(preset)
@@ -248,8 +330,11 @@ def compare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    results, base = run_grid(run_specs(settings), settings, p.name, "compare", out, progress)
-    summary = summarise(p.name, settings, results, run_specs(settings), base)
+    summary = run_view(p.name, settings, run_specs(settings), "compare", out / "main", progress)
+    summary["threads"] = torch.get_num_threads()
+    if long:
+        long_settings = long_settings or LONG_SETTINGS[p.name]
+        summary["long"] = run_view(p.name, long_settings, long_specs(long_settings), "long", out / "long", progress)
     summary["seconds"] = round(time.time() - started, 1)
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
     figures = save_compare_figures(summary, out)
@@ -257,65 +342,92 @@ def compare(
     return summary
 
 
+# ---------------------------------------------------------------- the report
+
 def _fmt(stat: dict, scale: float = 1.0, digits: int = 2) -> str:
-    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+    low, high = stat["ci95"]
+    return f"{stat['mean'] * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+
+
+TABLE_COLUMNS = (
+    ("in-domain acc %", "in_domain_accuracy", 100, 1),
+    ("OOD acc %", "ood_accuracy", 100, 1),
+    ("own-sample entropy (in)", "sample_entropy", 1, 3),
+    ("own-sample entropy (OOD)", "ood_sample_entropy", 1, 3),
+    ("demo entropy", "entropy", 1, 3),
+    ("distinct valid", "distinct_valid", 1, 2),
+    ("KL to base (in)", "kl_in_domain", 1, 3),
+    ("KL to base (OOD)", "kl_ood", 1, 3),
+)
+
+
+def view_table(view: dict) -> list[str]:
+    """Markdown rows: one per run (base first), mean [95% interval] of each headline metric."""
+    rows = [("base", None, view["base"])] + [(n, r["lr"], r) for n, r in view["runs"].items()]
+    lines = [
+        "| run | lr | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in TABLE_COLUMNS) + " |",
+    ]
+    for name, lr, run in rows:
+        cells = [_fmt(run["final"][key], scale, digits) for _, key, scale, digits in TABLE_COLUMNS]
+        lines.append(f"| {name} | {'-' if lr is None else f'{lr:g}'} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_table(view: dict) -> list[str]:
+    """Markdown rows of the paired SFT - PSFT differences."""
+    lines = [
+        "| pairing | Δ in-domain (points) | Δ OOD (points) | Δ entropy (in) | Δ KL (OOD) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label, diff in view["paired"].items():
+        lines.append(
+            f"| {label} | {_fmt(diff['in_domain_accuracy'], 100, 1)} | {_fmt(diff['ood_accuracy'], 100, 1)} | "
+            f"{_fmt(diff['sample_entropy'], 1, 3)} | {_fmt(diff['kl_ood'], 1, 3)} |"
+        )
+    return lines
+
+
+def _view_header(view: dict, what: str) -> str:
+    st = view["settings"]
+    data = f"the first {st['train_records']} demonstrations" if st["train_records"] else "all demonstrations"
+    return (
+        f"{what}: {data}, {st['max_steps']} optimiser steps, global batch {st['global_batch']}, mini-batch "
+        f"{st['mini_batch']} (old policy refreshed every {st['refresh_every']} steps), PSFT ε 0.28; seeds "
+        f"{', '.join(map(str, st['seeds']))}; every evaluation {st['eval_prompts']} prompts per family × "
+        f"{st['eval_samples']} samples at T = 1. Mean [95% interval over seeds]."
+    )
 
 
 def write_report(summary: dict, path: str | Path, figures: list[str]) -> None:
-    """A Markdown report: the final table (mean ± std over seeds), figures, and plain findings."""
-    rows = [("base", {"objective": "-", "lr": None, **summary["base"]})] + list(summary["runs"].items())
-    lines = [
-        f"# SFT vs PSFT on the `{summary['preset']}` preset",
-        "",
-        f"Seeds: {', '.join(map(str, summary['settings']['seeds']))}; {summary['settings']['max_steps']} optimiser steps;"
-        f" global batch {summary['settings']['global_batch']}, mini-batch {summary['settings']['mini_batch']}"
-        f" (old policy refreshed every {summary['settings']['global_batch'] // summary['settings']['mini_batch']} steps);"
-        f" PSFT clip epsilon 0.28."
-        f" Mean ± standard deviation over seeds. Accuracies in %, entropies in nats.",
-        "",
-        "| run | lr | demo entropy | sample entropy | in-domain acc | OOD acc | distinct valid | KL to base |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, run in rows:
-        f = run["final"]
-        lr = "-" if run["lr"] is None else f"{run['lr']:g}"
-        lines.append(
-            f"| {name} | {lr} | {_fmt(f['entropy'], digits=3)} | {_fmt(f['sample_entropy'], digits=3)} | "
-            f"{_fmt(f['in_domain_accuracy'], 100, 1)} | {_fmt(f['ood_accuracy'], 100, 1)} | "
-            f"{_fmt(f['distinct_valid'])} | {_fmt(f['kl_to_base'], digits=3)} |"
-        )
-    lines += ["", "## Findings", ""] + [f"- {c}" for c in findings(summary)] + ["", "## Figures", ""]
-    lines += [f"![{Path(fig).stem}]({Path(fig).name})" for fig in figures]
+    """A Markdown report: both views' tables with intervals, paired differences, findings, figures."""
+    lines = [f"# SFT vs PSFT on the `{summary['preset']}` preset", "", f"torch threads: {summary.get('threads', '?')}", ""]
+    views = [("Main view", summary)] + ([("Prolonged view", summary["long"])] if "long" in summary else [])
+    for title, view in views:
+        lines += [f"## {title}", "", _view_header(view, title), "", *view_table(view), ""]
+        lines += ["Paired differences SFT − PSFT (per seed, same data order):", "", *paired_table(view), ""]
+        lines += [f"- {c}" for c in findings(view)] + [""]
+    lines += ["## Figures", ""] + [f"![{Path(fig).stem}]({Path(fig).name})" for fig in figures]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
-def findings(summary: dict) -> list[str]:
-    """Plain-language checks of the paper's claims on this run, true or false as measured."""
-    runs, st = summary["runs"], summary["settings"]
-    base = summary["base"]["final"]
-    pairs = [
-        (f"matched at lr {st['high_lr']:g}", run_name("sft", st["high_lr"]), run_name("psft", st["high_lr"])),
-        (f"matched at lr {st['low_lr']:g}", run_name("sft", st["low_lr"]), run_name("psft", st["low_lr"])),
-        (
-            f"paper protocol (SFT at {st['high_lr']:g}, PSFT at {st['low_lr']:g})",
-            run_name("sft", st["high_lr"]),
-            run_name("psft", st["low_lr"]),
-        ),
-    ]
+def findings(view: dict) -> list[str]:
+    """Plain-language checks of the paper's claims on one view, true or false as measured."""
+    base = view["base"]["final"]
     out = [
-        f"Base model: in-domain {100 * base['in_domain_accuracy']['mean']:.1f}%, out-of-domain {100 * base['ood_accuracy']['mean']:.1f}%, "
-        f"demo entropy {base['entropy']['mean']:.3f}, sample entropy {base['sample_entropy']['mean']:.3f}."
+        f"Base model: in-domain {100 * base['in_domain_accuracy']['mean']:.1f}%, out-of-domain "
+        f"{100 * base['ood_accuracy']['mean']:.1f}%, own-sample entropy {base['sample_entropy']['mean']:.3f}."
     ]
-    for label, sft_name, psft_name in pairs:
-        sft, psft = runs[sft_name]["final"], runs[psft_name]["final"]
-        s_h, p_h = sft["sample_entropy"]["mean"], psft["sample_entropy"]["mean"]
-        s_o, p_o = sft["ood_accuracy"]["mean"], psft["ood_accuracy"]["mean"]
-        s_i, p_i = sft["in_domain_accuracy"]["mean"], psft["in_domain_accuracy"]["mean"]
-        out.append(
-            f"**{label}**: entropy on own samples SFT {s_h:.3f} vs PSFT {p_h:.3f} "
-            + ("(PSFT higher)" if p_h > s_h else "(PSFT NOT higher)")
-            + f"; out-of-domain accuracy SFT {100 * s_o:.1f}% vs PSFT {100 * p_o:.1f}% "
-            + ("(PSFT keeps at least as much)" if p_o >= s_o else "(PSFT keeps LESS)")
-            + f"; in-domain accuracy SFT {100 * s_i:.1f}% vs PSFT {100 * p_i:.1f}% ({100 * (p_i - s_i):+.1f} points)."
-        )
+    for label, diff in view["paired"].items():
+        verdict = []
+        for key, what, scale, unit in (
+            ("sample_entropy", "own-sample entropy", 1, ""),
+            ("ood_accuracy", "out-of-domain accuracy", 100, " points"),
+            ("in_domain_accuracy", "in-domain accuracy", 100, " points"),
+        ):
+            d = diff[key]
+            side = "SFT higher" if d["mean"] > 0 else "PSFT higher"
+            sure = "interval excludes 0" if excludes_zero(d) else "interval includes 0"
+            verdict.append(f"{what}: {side} by {abs(d['mean']) * scale:.2f}{unit} ({sure})")
+        out.append(f"**{label}** (SFT − PSFT): " + "; ".join(verdict) + ".")
     return out

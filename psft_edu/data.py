@@ -151,14 +151,14 @@ def build_datasets(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:
     files["sft_val.jsonl"] = [e.as_record(tasks.teacher_completion(e)) for e in sft[SFT_TRAIN_SIZE:]]
     held_out.update(e.prompt for e in sft)
 
-    # The base model's mixture: every family, answers uniform over the valid set.
+    # The base model's mixture: every family; clean answers, except make_sum's noisy ones.
     pretrain = []
     while len(pretrain) < PRETRAIN_SIZE:
         family = rng.choice(tasks.FAMILIES)
         ex = tasks.generate(family, rng)
         if ex.prompt in held_out:
             continue
-        pretrain.append(ex.as_record(rng.choice(ex.answers)))
+        pretrain.append(ex.as_record(tasks.pretrain_completion(ex, rng)))
     files["pretrain.jsonl"] = pretrain
     return files
 

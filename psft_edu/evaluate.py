@@ -1,8 +1,9 @@
 """Sampling from a model and measuring it with the task verifiers.
 
 For one family: greedy accuracy, sampled accuracy at temperature 1 (= pass@1),
-pass@k, the number of distinct valid answers among k samples, and the mean token
-entropy on the model's own samples; separately, entropy and KL on demonstrations.
+pass@k, the number of distinct valid answers among k samples, the mean token
+entropy on the model's own samples and, given the base model, the exact KL to it on
+those samples; separately, entropy and KL on demonstrations.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from . import tasks
 from .data import collate, encode_records
-from .objectives import kl_to_reference, masked_mean, token_entropy, token_logprobs
+from .objectives import exact_kl, kl_to_reference, masked_mean, token_entropy, token_logprobs
 
 
 @dataclass
@@ -102,8 +103,14 @@ def evaluate_family(
     prompts: list[str],
     num_samples: int = 8,
     seed: int = 0,
+    reference: torch.nn.Module | None = None,
 ) -> dict[str, float]:
-    """Verifier-based metrics of one family's prompts (see the module docstring)."""
+    """Verifier-based metrics of one family's prompts (see the module docstring).
+
+    With ``reference`` (the base model) the result also holds ``kl_to_base``: the exact
+    KL(model || reference) of the next-token distributions, averaged over every token of
+    the model's own samples (see :func:`own_sample_kl`).
+    """
     greedy = sample(model, tokenizer, prompts, 1, temperature=0.0, seed=seed)
     sampled = sample(model, tokenizer, prompts, num_samples, temperature=1.0, seed=seed)
     greedy_ok = [tasks.verify(p, g[0]) for p, g in zip(prompts, greedy.texts)]
@@ -111,13 +118,53 @@ def evaluate_family(
     distinct = [len({s for s, ok in zip(samples, oks) if ok}) for samples, oks in zip(sampled.texts, correct)]
     token_entropies = [e for per_prompt in sampled.entropies for per_sample in per_prompt for e in per_sample]
     n = len(prompts)
-    return {
+    result = {
         "greedy_accuracy": sum(greedy_ok) / n,
         "sampled_accuracy": sum(sum(c) for c in correct) / (n * num_samples),
         f"pass@{num_samples}": sum(any(c) for c in correct) / n,
         "distinct_valid": sum(distinct) / n,
         "sample_entropy": sum(token_entropies) / max(len(token_entropies), 1),
     }
+    if reference is not None:
+        result["kl_to_base"] = own_sample_kl(model, reference, tokenizer, prompts, sampled)
+    return result
+
+
+@torch.no_grad()
+def own_sample_kl(
+    model: torch.nn.Module,
+    reference: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    drawn: Samples,
+    batch_size: int = 512,
+) -> float:
+    r"""Exact KL(model || reference) on the model's own samples, per token.
+
+    .. math:: \frac{1}{N}\sum_{i,t} \sum_v \pi_\theta(v \mid s_{i,t})
+              \log\frac{\pi_\theta(v \mid s_{i,t})}{\pi_\mathrm{base}(v \mid s_{i,t})},
+              \qquad y_i \sim \pi_\theta(\cdot \mid x_i)
+
+    The states are the prompts followed by each sample's tokens, so this is how far the
+    model has moved *where it actually goes*. No estimator: the whole vocabulary is summed.
+    """
+    device = next(model.parameters()).device
+    ids, prompt_lengths = [], []
+    for prompt, samples in zip(prompts, drawn.token_ids):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for seq in samples:
+            ids.append(p + seq)  # the states each sampled token was drawn from, eos included when drawn
+            prompt_lengths.append(len(p))
+    total, count = 0.0, 0.0
+    for start in range(0, len(ids), batch_size):
+        batch = collate(ids[start : start + batch_size], prompt_lengths[start : start + batch_size], tokenizer.pad_token_id)
+        batch = batch.to(device)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        ref_logits = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        kl = exact_kl(logits, ref_logits)
+        total += float((kl * batch.mask).sum())
+        count += float(batch.mask.sum())
+    return total / max(count, 1.0)
 
 
 def evaluate_model(
@@ -126,15 +173,18 @@ def evaluate_model(
     prompts_per_family: dict[str, list[str]],
     num_samples: int = 8,
     seed: int = 0,
+    reference: torch.nn.Module | None = None,
 ) -> dict[str, dict[str, float]]:
     """:func:`evaluate_family` for every family, plus in-domain/out-of-domain summaries.
 
     The ``"summary"`` entry holds ``in_domain_accuracy`` (sampled accuracy on the in-domain
-    family), ``ood_accuracy`` (mean sampled accuracy over the other families), ``ood_greedy``
-    and ``distinct_valid`` / ``sample_entropy`` on the in-domain family.
+    family), ``ood_accuracy`` (mean sampled accuracy over the other families), ``ood_greedy``,
+    ``distinct_valid`` / ``sample_entropy`` on the in-domain family, ``ood_sample_entropy``
+    and, with ``reference``, ``kl_in_domain`` / ``kl_ood``: the exact KL to the reference on
+    the model's own samples (out-of-domain: the mean over those families).
     """
     results = {
-        family: evaluate_family(model, tokenizer, prompts, num_samples, seed)
+        family: evaluate_family(model, tokenizer, prompts, num_samples, seed, reference)
         for family, prompts in prompts_per_family.items()
     }
     ood = [f for f in results if f != tasks.IN_DOMAIN]
@@ -147,9 +197,15 @@ def evaluate_model(
             distinct_valid=own["distinct_valid"],
             sample_entropy=own["sample_entropy"],
         )
+        if reference is not None:
+            summary["kl_in_domain"] = own["kl_to_base"]
     if ood:
-        summary["ood_accuracy"] = sum(results[f]["sampled_accuracy"] for f in ood) / len(ood)
-        summary["ood_greedy"] = sum(results[f]["greedy_accuracy"] for f in ood) / len(ood)
+        mean = lambda key: sum(results[f][key] for f in ood) / len(ood)  # noqa: E731
+        summary["ood_accuracy"] = mean("sampled_accuracy")
+        summary["ood_greedy"] = mean("greedy_accuracy")
+        summary["ood_sample_entropy"] = mean("sample_entropy")
+        if reference is not None:
+            summary["kl_ood"] = mean("kl_to_base")
     results["summary"] = summary
     return results
 

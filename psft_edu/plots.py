@@ -20,102 +20,168 @@ def _style(run: dict, summary: dict) -> str:
     return "-" if run.get("lr") == top else "--"
 
 
-def plot_entropy_curves(summary: dict, ax=None, key: str = "entropy"):
-    """Token entropy on the training demonstrations vs optimiser step, mean ± std over seeds."""
+def epoch_steps(view: dict) -> int | None:
+    """Optimiser steps per pass over the view's demonstrations (None when unknown)."""
+    st = view.get("settings", {})
+    records = st.get("train_records") or st.get("dataset_size")
+    if not records or not st.get("global_batch"):
+        return None
+    return (records // st["global_batch"]) * (st["global_batch"] // st["mini_batch"])
+
+
+def mark_epochs(ax, view: dict, last_step: float) -> None:
+    """Thin vertical lines at every epoch boundary of the view."""
+    every = epoch_steps(view)
+    if not every:
+        return
+    for k, x in enumerate(range(every, int(last_step) + 1, every)):
+        ax.axvline(x, color="0.8", lw=0.7, zorder=0, label="epoch boundary" if k == 0 else None)
+
+
+def plot_curve(view: dict, key: str, ax=None, ylabel: str | None = None, title: str | None = None, base: bool = True):
+    """One curve per run (mean over seeds, shaded 95% interval), epochs marked.
+
+    ``key`` is a per-step curve (``"entropy"``: token entropy of the training mini-batch) or an
+    evaluation curve (``"eval_sample_entropy"``, ``"eval_kl_ood"``, ...); for evaluation curves
+    the base model's value is drawn as a dotted line.
+    """
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
-    for name, run in summary["runs"].items():
+    last = 0
+    for name, run in view["runs"].items():
         curve = run["curves"][key]
-        steps, mean, std = np.array(curve["step"]), np.array(curve["mean"]), np.array(curve["std"])
-        ax.plot(steps, mean, _style(run, summary), color=_colour(run), label=f"{name} (lr {run['lr']:g})")
-        ax.fill_between(steps, mean - std, mean + std, color=_colour(run), alpha=0.15)
+        steps, mean = np.array(curve["step"]), np.array(curve["mean"])
+        low, high = (np.array(curve["ci95"])[:, i] for i in (0, 1))
+        marker = "o" if key.startswith("eval_") else None
+        ax.plot(steps, mean, _style(run, view), color=_colour(run), marker=marker, ms=3, label=f"{name}")
+        ax.fill_between(steps, low, high, color=_colour(run), alpha=0.15, lw=0)
+        last = max(last, steps[-1])
+    metric = key[5:] if key.startswith("eval_") else None
+    finals = view["base"]["final"]
+    base_key = {"demo_entropy": "entropy"}.get(metric, metric)
+    if base and base_key in finals:
+        ax.axhline(finals[base_key]["mean"], color="black", ls=":", lw=1, label="base")
+    mark_epochs(ax, view, last)
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("token entropy (nats)")
-    ax.set_title("Entropy on the SFT demonstrations")
-    ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel or key)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_entropy_curves(summary: dict, ax=None, key: str = "entropy"):
+    """Token entropy on the training demonstrations vs optimiser step (one view)."""
+    ax = plot_curve(summary, key, ax, ylabel="token entropy (nats)", title="Entropy on the SFT demonstrations")
+    ax.legend(fontsize=7, loc="best")
     return ax
 
 
 def plot_eval_curves(summary: dict, key: str = "eval_ood_accuracy", ax=None, ylabel: str | None = None):
-    """An evaluation metric (e.g. out-of-domain accuracy) vs step."""
-    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
-    for name, run in summary["runs"].items():
-        curve = run["curves"][key]
-        steps, mean, std = np.array(curve["step"]), np.array(curve["mean"]), np.array(curve["std"])
-        ax.errorbar(steps, mean, yerr=std, fmt="o" + _style(run, summary), color=_colour(run), label=name, capsize=3)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(ylabel or key)
-    ax.legend(fontsize=8)
+    """An evaluation metric (e.g. out-of-domain accuracy) vs step (one view)."""
+    ax = plot_curve(summary, key, ax, ylabel=ylabel)
+    ax.legend(fontsize=7, loc="best")
     return ax
 
 
 def plot_accuracy(summary: dict, ax=None):
-    """Final in-domain vs out-of-domain accuracy per run (bars, with the base model)."""
+    """Final in-domain vs out-of-domain accuracy per run (bars with 95% intervals, with the base model)."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     names = ["base", *summary["runs"]]
     finals = [summary["base"]["final"], *(r["final"] for r in summary["runs"].values())]
     x = np.arange(len(names))
     for offset, key, label in ((-0.2, "in_domain_accuracy", "in-domain"), (0.2, "ood_accuracy", "out-of-domain")):
-        ax.bar(
-            x + offset,
-            [100 * f[key]["mean"] for f in finals],
-            0.4,
-            yerr=[100 * f[key]["std"] for f in finals],
-            label=label,
-            capsize=3,
-        )
+        means = np.array([100 * f[key]["mean"] for f in finals])
+        errors = np.array([[means[i] - 100 * f[key]["ci95"][0], 100 * f[key]["ci95"][1] - means[i]] for i, f in enumerate(finals)])
+        ax.bar(x + offset, means, 0.4, yerr=errors.T, label=label, capsize=3)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_ylabel("sampled accuracy (%)")
+    ax.set_ylim(0, 105)
     ax.set_title("In-domain vs out-of-domain after fine-tuning")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
-def plot_pareto(summary: dict, axes=None):
-    """Two trade-off views: in-domain vs out-of-domain accuracy, and entropy vs in-domain accuracy."""
+def _errorbar(ax, x: dict, y: dict, xscale: float, yscale: float, **kwargs) -> None:
+    xerr = [[xscale * (x["mean"] - x["ci95"][0])], [xscale * (x["ci95"][1] - x["mean"])]]
+    yerr = [[yscale * (y["mean"] - y["ci95"][0])], [yscale * (y["ci95"][1] - y["mean"])]]
+    ax.errorbar(xscale * x["mean"], yscale * y["mean"], xerr=xerr, yerr=yerr, capsize=3, **kwargs)
+
+
+def plot_pareto(summary: dict, axes=None, title: str = ""):
+    """Two trade-off views of one view: in-domain vs out-of-domain accuracy, and own-sample entropy vs
+    in-domain accuracy (95% intervals over seeds)."""
     if axes is None:
         axes = plt.subplots(1, 2, figsize=(10, 3.8))[1]
     runs = {"base": {"objective": "base", **summary["base"]}, **summary["runs"]}
     for name, run in runs.items():
         f = run["final"]
-        colour = _colour(run)
         marker = "*" if name == "base" else ("o" if _style(run, summary) == "-" else "s")
-        axes[0].errorbar(
-            100 * f["in_domain_accuracy"]["mean"], 100 * f["ood_accuracy"]["mean"],
-            xerr=100 * f["in_domain_accuracy"]["std"], yerr=100 * f["ood_accuracy"]["std"],
-            fmt=marker, color=colour, label=name, capsize=3,
-        )
-        axes[1].errorbar(
-            100 * f["in_domain_accuracy"]["mean"], f["entropy"]["mean"],
-            xerr=100 * f["in_domain_accuracy"]["std"], yerr=f["entropy"]["std"],
-            fmt=marker, color=colour, label=name, capsize=3,
-        )
+        style = {"fmt": marker, "color": _colour(run), "label": name, "ms": 10 if name == "base" else 6}
+        _errorbar(axes[0], f["in_domain_accuracy"], f["ood_accuracy"], 100, 100, **style)
+        _errorbar(axes[1], f["in_domain_accuracy"], f["sample_entropy"], 100, 1, **style)
     axes[0].set_xlabel("in-domain accuracy (%)")
     axes[0].set_ylabel("out-of-domain accuracy (%)")
-    axes[0].set_title("Learning vs forgetting (up-right is better)")
+    axes[0].set_title(f"{title}Learning vs forgetting (up-right is better)", fontsize=10)
     axes[1].set_xlabel("in-domain accuracy (%)")
-    axes[1].set_ylabel("demo token entropy (nats)")
-    axes[1].set_title("Entropy vs accuracy")
-    axes[0].legend(fontsize=8)
+    axes[1].set_ylabel("own-sample entropy, in-domain (nats)")
+    axes[1].set_title(f"{title}Entropy vs accuracy", fontsize=10)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return axes
 
 
+def _views(summary: dict) -> list[tuple[str, dict]]:
+    return [("main", summary)] + ([("prolonged", summary["long"])] if "long" in summary else [])
+
+
+def _draw_entropy(fig, summary: dict) -> None:
+    views = _views(summary)
+    axes = fig.subplots(len(views), 2, squeeze=False)
+    for row, (label, view) in zip(axes, views):
+        plot_curve(view, "entropy", row[0], "token entropy (nats)", f"{label}: entropy on demonstrations (training batch)")
+        plot_curve(view, "eval_sample_entropy", row[1], "token entropy (nats)", f"{label}: entropy on own samples (in-domain)")
+    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def _draw_kl(fig, summary: dict) -> None:
+    views = _views(summary)
+    axes = fig.subplots(len(views), 2, squeeze=False)
+    for row, (label, view) in zip(axes, views):
+        plot_curve(view, "eval_kl_in_domain", row[0], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, in-domain")
+        plot_curve(view, "eval_kl_ood", row[1], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, out-of-domain")
+    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def _draw_pareto(fig, summary: dict) -> None:
+    views = _views(summary)
+    axes = fig.subplots(len(views), 2, squeeze=False)
+    for row, (label, view) in zip(axes, views):
+        plot_pareto(view, row, title=f"{label}: ")
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> str:
+    """Save a figure as PNG atomically (temporary file, then rename) and close it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return str(path)
+
+
 def save_compare_figures(summary: dict, out: str | Path) -> list[str]:
-    """Write the comparison's three figures as PNG files; returns their paths."""
+    """Write the comparison's figures (both views) as PNG files; returns their paths."""
     out = Path(out)
+    rows = len(_views(summary))
     paths = []
     for name, draw, size in (
-        ("entropy_vs_step.png", lambda fig: plot_entropy_curves(summary, fig.add_subplot(111)), (7, 4)),
-        ("accuracy.png", lambda fig: plot_accuracy(summary, fig.add_subplot(111)), (7, 4)),
-        ("pareto.png", lambda fig: plot_pareto(summary, fig.subplots(1, 2)), (11, 4)),
+        ("entropy_vs_step.png", _draw_entropy, (12, 3.6 * rows)),
+        ("pareto.png", _draw_pareto, (12, 3.8 * rows)),
+        ("kl_vs_step.png", _draw_kl, (12, 3.6 * rows)),
+        ("accuracy.png", lambda fig, s: plot_accuracy(s, fig.add_subplot(111)), (8, 4)),
     ):
         fig = plt.figure(figsize=size)
-        draw(fig)
-        fig.tight_layout()
-        tmp = out / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        tmp.replace(out / name)
-        paths.append(str(out / name))
+        draw(fig, summary)
+        paths.append(save_figure(fig, out / name))
     return paths
 
 

@@ -13,10 +13,15 @@ family          example prompt -> completion        valid answers   role
 ``even``        ``even between 12 and 30:`` `` 18``  many            out-of-domain
 ==============  ==================================  ==============  ============
 
-The base model sees every family with answers drawn uniformly from the valid set
-(a spread-out "own" distribution). The SFT teacher answers ``make_sum`` in one
-narrow style the base never saw: the pair with the smallest first number, written
-with its total, e.g. `` 2+12=14``. The verifier accepts both styles.
+The base model learns every family from a pretraining mixture (:func:`pretrain_completion`).
+Four families are clean: answers drawn uniformly from the valid set, a spread-out "own"
+distribution. The in-domain family is *noisy*, like a skill picked up from web text full of
+mistakes: only a minority of its pretraining answers are valid (spread over every valid
+pair, in both orders); the rest pair two listed numbers whose sum is wrong. The base model
+so learns the format and, latently, which pairs are right, but answers correctly only part
+of the time. The SFT teacher answers ``make_sum`` correctly and in one canonical style the
+base never saw: the pair with the smallest first number, written with its total, e.g.
+`` 2+12=14``. The verifier accepts both styles.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from dataclasses import dataclass
 
 LETTERS = "abcdefgh"
 IN_DOMAIN = "make_sum"
+SUM_COUNT = 4  # numbers listed in a make_sum prompt
+PRETRAIN_SUM_CORRECT = 0.3  # share of valid make_sum answers in the pretraining mixture
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ def _sum_pairs(numbers: tuple[int, ...], target: int) -> list[tuple[int, int]]:
     )
 
 
-def make_sum(rng: random.Random, count: int = 5, max_value: int = 19, min_pairs: int = 1) -> Example:
+def make_sum(rng: random.Random, count: int = SUM_COUNT, max_value: int = 19, min_pairs: int = 1) -> Example:
     """``make T from n1 n2 ...:`` -> `` a+b`` where a, b are two of the numbers and a+b = T.
 
     Both orders count as different answers, so a target reachable by p pairs has 2p
@@ -92,6 +99,26 @@ def teacher_completion(example: Example) -> str:
     target = int(example.prompt.split()[1])
     first = min(int(a.split("+")[0]) for a in example.answers)
     return f" {first}+{target - first}={target}"
+
+
+def sum_numbers(prompt: str) -> list[int]:
+    """The listed numbers of a ``make_sum`` prompt."""
+    return [int(n) for n in prompt.split(" from ", 1)[1].rstrip(":").split()]
+
+
+def pretrain_completion(example: Example, rng: random.Random, sum_correct: float = PRETRAIN_SUM_CORRECT) -> str:
+    """The answer the pretraining mixture shows for ``example``.
+
+    Clean families: a valid answer drawn uniformly. ``make_sum``: with probability
+    ``sum_correct`` a valid answer drawn uniformly, otherwise an ordered pair of two listed
+    numbers whose sum misses the target (a plausible mistake).
+    """
+    if example.family != "make_sum" or rng.random() < sum_correct:
+        return rng.choice(example.answers)
+    numbers, valid = sum_numbers(example.prompt), set(example.answers)
+    wrong = [f" {a}+{b}" for i, a in enumerate(numbers) for j, b in enumerate(numbers) if i != j]
+    wrong = [w for w in wrong if w not in valid]
+    return rng.choice(wrong) if wrong else rng.choice(example.answers)
 
 
 _SUM_PROMPT = re.compile(r"^make (\d+) from ((?:\d+ )*\d+):\Z")

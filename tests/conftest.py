@@ -52,3 +52,12 @@ def tokenizer():
     from psft_edu.models import load_tokenizer
 
     return load_tokenizer()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy 2-core machine two threads can be many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

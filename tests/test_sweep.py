@@ -7,14 +7,13 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
 
 from psft_edu.compare import SETTINGS
 from psft_edu.sweep import NO_CLIP, cache_path, load_results, slim, sweep, sweep_specs
 
 TINY = SETTINGS["tiny"]
 # A short run with a token evaluation: the end-to-end tests check plumbing, not accuracy.
-QUICK = replace(TINY, max_steps=8, eval_every=8, eval_prompts=2, eval_samples=1, final_prompts=4, final_samples=1)
+QUICK = replace(TINY, max_steps=8, eval_every=8, eval_prompts=2, eval_samples=1)
 
 
 def test_neighbours_specs() -> None:
@@ -54,15 +53,6 @@ def test_unknown_sweep_or_run(tmp_path) -> None:
     with pytest.raises(ValueError, match="no run named psft_eps_9"):
         sweep("clip", "tiny", (0,), tmp_path, progress=False, settings=QUICK, only=("psft_eps_9",))
     assert not any(tmp_path.iterdir()), "nothing is written before the runs are known"
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads can be many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _all_finite(x) -> bool:
