@@ -70,8 +70,8 @@ def test_clip_freezes_a_lone_answer_until_the_next_refresh() -> None:
         crossed = np.flatnonzero(cycle > 1 + eps)
         if crossed.size:
             assert np.all(cycle[crossed[0] :] == cycle[crossed[0]])  # no further movement after the crossing
-            # the crossing step started below 1 + ε; one step of size lr moves a logit gap by at most 2 lr
-            assert cycle.max() <= (1 + eps) * np.exp(2 * 0.3)
+            # the crossing step started below 1 + ε; one step moves log π(answer) by at most 2 lr (1 + ε)
+            assert cycle.max() <= (1 + eps) * np.exp(2 * 0.3 * (1 + eps))
     first = bandit.simulate("psft", ONE, lr=0.3, epsilon=eps, k=k, epochs=1)
     assert first.ratio_max.max() < sft.probs[k - 1, 0] / sft.probs[0, 0] / 2  # SFT's first 8 steps go much further
 

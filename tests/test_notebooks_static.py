@@ -188,3 +188,46 @@ def test_nbval_ignores_stderr_and_widgets() -> None:
     ]
     kept = module.comparable_outputs(outputs)
     assert kept == [outputs[0], outputs[3]]
+
+
+# A printed line that states an identity ("equals", "==", "agree", "holds", "same", "matches", "as expected")
+# and ends in a boolean. Under '# NBVAL_CHECK_OUTPUT' nbval would lock in whatever it printed, False included.
+CLAIM_WORDS = re.compile(r"equal|==|agree|holds?\b|same|match|identical|as expected", re.IGNORECASE)
+ENDS_IN_BOOLEAN = re.compile(r"\b(True|False)\s*$")
+ASSERTS = re.compile(r"\bassert\b|assert_close|assert_allclose|assert_array_equal|assert_equal")
+
+
+def boolean_claim_problems(nb: dict) -> list[str]:
+    """Checked cells that print a claim which is False, or print a True claim without asserting anything."""
+    problems = []
+    for i, cell in enumerate(_code_cells(nb)):
+        source = _source(cell)
+        if not source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
+            continue
+        for output in cell.get("outputs", []):
+            for line in _output_text(output).splitlines():
+                match = ENDS_IN_BOOLEAN.search(line)
+                if not match or not CLAIM_WORDS.search(line):
+                    continue
+                if match.group(1) == "False":
+                    problems.append(f"code cell {i} prints a claim that does not hold: {line.strip()!r}")
+                elif not ASSERTS.search(source):
+                    problems.append(f"code cell {i} prints {line.strip()!r} but asserts nothing; assert the claim")
+    return problems
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_checked_claims_hold_and_are_asserted(path: Path) -> None:
+    problems = boolean_claim_problems(_load(path))
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_claim_scan_catches_a_false_claim_and_a_print_without_assert() -> None:
+    def nb(source: str, text: str) -> dict:
+        return {"cells": [{"cell_type": "code", "source": source, "outputs": [{"output_type": "stream", "text": text}]}]}
+
+    assert boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "SFT with K = 8 equals SFT with K = 1: False\n"))
+    assert boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "a equals b: True\n"))
+    assert not boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nassert a == b\nprint(x)", "a equals b: True\n"))
+    assert not boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "' 7' -> verified: False\n"))
+    assert not boolean_claim_problems(nb("print(x)", "a equals b: False\n"))  # unchecked cells are not compared
