@@ -55,7 +55,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def entropy(p: np.ndarray) -> float:
     """Entropy in nats of a probability vector (0 log 0 = 0)."""
     p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
+    return float(-(p * np.log(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def sft_gradient(z: np.ndarray, teacher: np.ndarray) -> np.ndarray:
@@ -215,3 +215,31 @@ def collapse_widget(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: 
                         widgets.HBox([controls["epochs"], controls["teacher"]]), image, text])
     box.add_class("psft-bandit")
     return box
+
+
+# ---------------------------------------------------------------- a two-step tree: exact returns, Q, V and A
+
+#: Terminal rewards R(a, b) of the two-step tree: first action a in {0, 1} leads to state s_a, second action b ends
+#: the episode with reward R[a][b] (the verifier's 0/1, like the course's tasks, plus one partial-credit leaf).
+TREE_REWARDS = ((1.0, 0.0), (0.0, 0.5))
+
+
+def tree_values(root: np.ndarray, leaves: np.ndarray, rewards: tuple = TREE_REWARDS) -> dict[str, np.ndarray | float]:
+    """Exact values of the two-step tree under a tabular policy.
+
+    ``root`` [2]: pi(a | s_root); ``leaves`` [2, 2]: pi(b | s_a). Returns ``J`` (expected return),
+    ``V_root``, ``Q_root`` [2], ``V_leaf`` [2], ``Q_leaf`` [2, 2] (= R), ``A_root`` = Q_root - V_root and
+    ``A_leaf`` = Q_leaf - V_leaf[:, None]. Rewards arrive only at the end (horizon 2, no discount).
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    q_leaf = r
+    v_leaf = (leaves * q_leaf).sum(-1)
+    q_root = v_leaf  # taking a at the root leads to s_a with certainty, no reward yet
+    v_root = float(root @ q_root)
+    return {"J": v_root, "V_root": v_root, "Q_root": q_root, "V_leaf": v_leaf, "Q_leaf": q_leaf,
+            "A_root": q_root - v_root, "A_leaf": q_leaf - v_leaf[:, None]}
+
+
+def tree_return_by_enumeration(root: np.ndarray, leaves: np.ndarray, rewards: tuple = TREE_REWARDS) -> float:
+    """J = sum over the four trajectories of pi(trajectory) * G(trajectory), the definition of the expected return."""
+    return float(sum(root[a] * leaves[a, b] * rewards[a][b] for a in range(2) for b in range(2)))
