@@ -231,3 +231,27 @@ def test_claim_scan_catches_a_false_claim_and_a_print_without_assert() -> None:
     assert not boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nassert a == b\nprint(x)", "a equals b: True\n"))
     assert not boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "' 7' -> verified: False\n"))
     assert not boolean_claim_problems(nb("print(x)", "a equals b: False\n"))  # unchecked cells are not compared
+
+
+# Notebooks whose exercises include building: an "implement it" checker, a "predict, then run" question and an open
+# challenge. Add 06-08 here once their exercises follow the same pattern.
+BUILD_EXERCISE_NOTEBOOKS = ["01_lm_as_mdp", "02_sft_loss", "03_sft_is_policy_gradient", "04_ppo_clip", "05_proximal_sft",
+                            "09_psft_in_trl"]
+
+
+@pytest.mark.parametrize("stem", BUILD_EXERCISE_NOTEBOOKS)
+def test_exercises_make_you_build(stem: str) -> None:
+    path = NOTEBOOK_DIR / f"{stem}.ipynb"
+    if not path.exists():
+        pytest.skip(f"{path.name} not present")
+    nb = _load(path)
+    tagged = [c for c in _code_cells(nb) if "exercise" in c.get("metadata", {}).get("tags", [])]
+    sources = [_source(c) for c in tagged]
+    assert any(re.search(r"check_\w+_impl\(", s) for s in sources), f"{stem}: needs an 'implement it' exercise cell"
+    assert any("check_prediction(" in _source(c) for c in _code_cells(nb)), f"{stem}: needs a 'predict, then run' question"
+    assert any("challenge" in md.lower() for md in _markdown(nb)[-4:]), f"{stem}: needs an open challenge near the end"
+    assert "challenge" in _source(nb["cells"][-1]).lower(), f"{stem}: the challenge's worked solution belongs in the last cell"
+    for cell in tagged:  # left unattempted, an exercise runs and says so (never an error, never a pass)
+        for output in cell.get("outputs", []):
+            text = _output_text(output)
+            assert "Correct:" not in text, f"{stem}: a committed exercise cell reads as passed: {text[:80]!r}"
