@@ -98,6 +98,12 @@ def test_widget_and_figure_build() -> None:
     matplotlib.use("Agg")
     box = bandit.collapse_widget(epochs=5)
     assert len(box.children) == 4
+    image, text = box.children[2], box.children[3]
+    before_png, before_text = image.value, text.value
+    box.children[0].children[2].value = 1  # the K slider: PSFT becomes SFT
+    assert image.value != before_png and text.value != before_text
+    sft_line, psft_line = text.value.replace("<pre>", "").replace("</pre>", "").splitlines()
+    assert sft_line.split(":", 1)[1].split(", largest")[0] == psft_line.split(":", 1)[1].split(", largest")[0]
     fig = bandit.figure(epochs=5)
     for ax in fig.axes:
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
