@@ -135,7 +135,7 @@ def test_checked_outputs_are_stable(notebook) -> None:
 
 
 def test_exercise_checkers_accept_none(capsys) -> None:
-    """Every check_* prints a hint and returns True for an exercise left as None."""
+    """Every check_* prints that the exercise was not attempted (with a hint) and returns None for None."""
     from psft_edu import exercises
 
     checkers = {n: f for n, f in inspect.getmembers(exercises, inspect.isfunction) if n.startswith("check_")}
@@ -147,7 +147,8 @@ def test_exercise_checkers_accept_none(capsys) -> None:
         ]
         result = checker(*[None] * len(params))
         printed = capsys.readouterr().out
-        assert result is True, f"{name}(None, ...) returned {result!r}, expected True"
+        assert result is None, f"{name}(None, ...) returned {result!r}, expected None (not attempted)"
+        assert "not attempted" in printed.lower(), f"{name}(None, ...) must say the exercise was not attempted"
         assert printed.strip(), f"{name}(None, ...) printed nothing; it should give a hint"
 
 
@@ -187,3 +188,70 @@ def test_nbval_ignores_stderr_and_widgets() -> None:
     ]
     kept = module.comparable_outputs(outputs)
     assert kept == [outputs[0], outputs[3]]
+
+
+# A printed line that states an identity ("equals", "==", "agree", "holds", "same", "matches", "as expected")
+# and ends in a boolean. Under '# NBVAL_CHECK_OUTPUT' nbval would lock in whatever it printed, False included.
+CLAIM_WORDS = re.compile(r"equal|==|agree|holds?\b|same|match|identical|as expected", re.IGNORECASE)
+ENDS_IN_BOOLEAN = re.compile(r"\b(True|False)\s*$")
+ASSERTS = re.compile(r"\bassert\b|assert_close|assert_allclose|assert_array_equal|assert_equal")
+
+
+def boolean_claim_problems(nb: dict) -> list[str]:
+    """Checked cells that print a claim which is False, or print a True claim without asserting anything."""
+    problems = []
+    for i, cell in enumerate(_code_cells(nb)):
+        source = _source(cell)
+        if not source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
+            continue
+        for output in cell.get("outputs", []):
+            for line in _output_text(output).splitlines():
+                match = ENDS_IN_BOOLEAN.search(line)
+                if not match or not CLAIM_WORDS.search(line):
+                    continue
+                if match.group(1) == "False":
+                    problems.append(f"code cell {i} prints a claim that does not hold: {line.strip()!r}")
+                elif not ASSERTS.search(source):
+                    problems.append(f"code cell {i} prints {line.strip()!r} but asserts nothing; assert the claim")
+    return problems
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_checked_claims_hold_and_are_asserted(path: Path) -> None:
+    problems = boolean_claim_problems(_load(path))
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_claim_scan_catches_a_false_claim_and_a_print_without_assert() -> None:
+    def nb(source: str, text: str) -> dict:
+        return {"cells": [{"cell_type": "code", "source": source, "outputs": [{"output_type": "stream", "text": text}]}]}
+
+    assert boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "SFT with K = 8 equals SFT with K = 1: False\n"))
+    assert boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "a equals b: True\n"))
+    assert not boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nassert a == b\nprint(x)", "a equals b: True\n"))
+    assert not boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "' 7' -> verified: False\n"))
+    assert not boolean_claim_problems(nb("print(x)", "a equals b: False\n"))  # unchecked cells are not compared
+
+
+# Notebooks whose exercises include building: an "implement it" checker, a "predict, then run" question and an open
+# challenge. Add 06-08 here once their exercises follow the same pattern.
+BUILD_EXERCISE_NOTEBOOKS = ["01_lm_as_mdp", "02_sft_loss", "03_sft_is_policy_gradient", "04_ppo_clip", "05_proximal_sft",
+                            "09_psft_in_trl"]
+
+
+@pytest.mark.parametrize("stem", BUILD_EXERCISE_NOTEBOOKS)
+def test_exercises_make_you_build(stem: str) -> None:
+    path = NOTEBOOK_DIR / f"{stem}.ipynb"
+    if not path.exists():
+        pytest.skip(f"{path.name} not present")
+    nb = _load(path)
+    tagged = [c for c in _code_cells(nb) if "exercise" in c.get("metadata", {}).get("tags", [])]
+    sources = [_source(c) for c in tagged]
+    assert any(re.search(r"check_\w+_impl\(", s) for s in sources), f"{stem}: needs an 'implement it' exercise cell"
+    assert any("check_prediction(" in _source(c) for c in _code_cells(nb)), f"{stem}: needs a 'predict, then run' question"
+    assert any("challenge" in md.lower() for md in _markdown(nb)[-4:]), f"{stem}: needs an open challenge near the end"
+    assert "challenge" in _source(nb["cells"][-1]).lower(), f"{stem}: the challenge's worked solution belongs in the last cell"
+    for cell in tagged:  # left unattempted, an exercise runs and says so (never an error, never a pass)
+        for output in cell.get("outputs", []):
+            text = _output_text(output)
+            assert "Correct:" not in text, f"{stem}: a committed exercise cell reads as passed: {text[:80]!r}"
