@@ -53,8 +53,30 @@ def arrow(fmt: str = ".3f", sep: str = " → ") -> Callable[[Sequence[float]], s
     return formatter
 
 
+def paired_columns(row: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = (("_first", "_last"), ("_before", "_after")),
+                   ) -> dict[str, tuple[Any, Any]]:
+    """Join the keys that differ only by a suffix pair into one ``(before, after)`` column.
+
+    ``{"reward_first": 0.1, "reward_last": 0.3, "ood_before": 0.5, "ood_after": 0.4}`` becomes
+    ``{"reward": (0.1, 0.3), "ood": (0.5, 0.4)}`` (in the order of the first keys); format those with
+    :func:`arrow`. Keys without a partner are dropped.
+    """
+    out: dict[str, tuple[Any, Any]] = {}
+    for key, value in row.items():
+        for start, end in pairs:
+            stem = key[: -len(start)]
+            if key.endswith(start) and stem + end in row:
+                out[stem] = (value, row[stem + end])
+    return out
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_numbers(value: Any) -> bool:
+    """A tuple of numbers (or None), such as the ``(before, after)`` pairs that :func:`arrow` formats."""
+    return isinstance(value, tuple) and all(_is_number(v) or v is None for v in value)
 
 
 class Table:
@@ -150,7 +172,7 @@ def make_table(
         if missing:
             raise ValueError(f"row {number} has no value for column {missing[0]!r}")
     cells = [[_format_value(record[k], formats.get(k)) for k in keys] for record in records]
-    numeric = [bool(records) and all(_is_number(r[k]) or r[k] is None for r in records) or k in formats for k in keys]
+    numeric = [bool(records) and all(_is_number(r[k]) or r[k] is None or _is_numbers(r[k]) for r in records) for k in keys]
     return Table(header, cells, numeric, title)
 
 
