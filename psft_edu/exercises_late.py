@@ -2,7 +2,8 @@
 
 Every ``check_*`` function prints one message and returns:
 
-* ``None`` when the exercise is left unattempted (the answer is still ``None``): it prints
+* ``None`` when the exercise is left unattempted (the answer, or what the learner's function
+  returns, is still ``None``): it prints
   "Not attempted yet" and a hint, never a verdict, so a notebook runs top to bottom untouched;
 * ``True`` when the answer is right;
 * ``False`` otherwise, with the *first* mistake named (e.g. "you divided by G - 1").
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 ATOL = 1e-4
+RETURNED_NONE = "your function returned None: return the loss as a 0-d tensor."
 
 
 def _not_attempted(answer: Any, hint: str) -> bool:
@@ -117,6 +119,10 @@ def _advantage_mistake(got: torch.Tensor, rewards: torch.Tensor, group_size: int
             f"{expected[first].item():.4f}: check the mean and σ of that group.")
 
 
+ADVANTAGE_HINT = ("within each group of G consecutive rewards compute (R - mean) / (std + 1e-6), std over G "
+                  "(torch: reshape(-1, G), .mean(-1), .std(-1, unbiased=False)).")
+
+
 def check_group_advantages_impl(fn: Callable | None) -> bool | None:
     r"""07: a learner's ``fn(rewards, group_size)`` against :func:`psft_edu.rl.group_advantages`.
 
@@ -125,18 +131,21 @@ def check_group_advantages_impl(fn: Callable | None) -> bool | None:
     """
     from .rl import group_advantages
 
-    if _not_attempted(fn, "within each group of G consecutive rewards: (R - mean) / (std + 1e-6), std over G "
-                          "(torch: reshape(-1, G), .mean(-1), .std(-1, unbiased=False))."):
+    if _not_attempted(fn, ADVANTAGE_HINT):
         return None
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_group_advantages), not {type(fn).__name__}.")
-    for name, rewards, group_size in _advantage_cases():
+    for number, (name, rewards, group_size) in enumerate(_advantage_cases()):
         expected = group_advantages(rewards, group_size)
         given = rewards.clone()
         try:
-            got = _as_tensor(fn(given, group_size))
+            raw = fn(given, group_size)
         except Exception as err:  # noqa: BLE001 - any error of the learner's code is reported, not raised
             return _report(False, f"on {name} your function raised {type(err).__name__}: {err}")
+        if raw is None and number == 0:
+            _not_attempted(None, "your function still returns None: " + ADVANTAGE_HINT)
+            return None
+        got = None if raw is None else _as_tensor(raw)
         if not torch.equal(given, rewards):
             return _report(False, f"on {name} your function changed the rewards in place; compute new tensors instead.")
         if got is None:
@@ -183,6 +192,8 @@ def _leaf_grad(fn: Callable, logp: torch.Tensor, *args: torch.Tensor) -> tuple[t
         value = fn(leaf, *args)
     except Exception as err:  # noqa: BLE001
         return None, None, f"your function raised {type(err).__name__}: {err}"
+    if value is None:
+        return None, None, RETURNED_NONE
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         return None, None, f"return one number as a 0-d tensor (got {type(value).__name__})."
     if not value.requires_grad:
@@ -222,6 +233,10 @@ def _dft_mistake(value: torch.Tensor, grad: torch.Tensor, logp: torch.Tensor, ma
     return f"your loss is {value.item():.5f}, the package's {expected.item():.5f}: check the weight p and the average."
 
 
+DFT_HINT = ("weight each completion token's -log p by p = exp(log p) held constant (.detach()), "
+            "then average over the tokens where mask is 1.")
+
+
 def check_dft_loss_impl(fn: Callable | None) -> bool | None:
     r"""08: a learner's ``fn(logp, mask)`` against :func:`psft_edu.objectives.dft_loss`, in value and gradient.
 
@@ -230,13 +245,15 @@ def check_dft_loss_impl(fn: Callable | None) -> bool | None:
     """
     from .objectives import dft_loss
 
-    if _not_attempted(fn, "weight each completion token's -log p by p = exp(log p) held constant (.detach()), "
-                          "then average over the tokens where mask is 1."):
+    if _not_attempted(fn, DFT_HINT):
         return None
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_dft_loss), not {type(fn).__name__}.")
-    for name, logp, _, mask in _token_cases():
+    for number, (name, logp, _, mask) in enumerate(_token_cases()):
         value, grad, error = _leaf_grad(fn, logp, mask)
+        if error == RETURNED_NONE and number == 0:
+            _not_attempted(None, "your function still returns None: " + DFT_HINT)
+            return None
         if error and value is None:
             return _report(False, f"on {name}: {error}")
         safe = torch.where(mask > 0, logp, torch.zeros_like(logp))
@@ -275,19 +292,26 @@ def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask
     return f"your estimate is {value.item():.5f}, the package's {expected.item():.5f}: check exp(δ) - 1 - δ token by token."
 
 
+K3_HINT = "δ = ref_logp - logp on the completion tokens; average exp(δ) - 1 - δ over the tokens where mask is 1."
+
+
 def check_k3_kl_impl(fn: Callable | None) -> bool | None:
     r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean k3)."""
     from .objectives import kl_to_reference
 
-    if _not_attempted(fn, "δ = ref_logp - logp on the completion tokens; average exp(δ) - 1 - δ over the tokens where mask is 1."):
+    if _not_attempted(fn, K3_HINT):
         return None
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_k3_kl), not {type(fn).__name__}.")
-    for name, logp, ref, mask in _token_cases():
+    for number, (name, logp, ref, mask) in enumerate(_token_cases()):
         try:
-            got = _as_tensor(fn(logp.clone(), ref.clone(), mask.clone()))
+            raw = fn(logp.clone(), ref.clone(), mask.clone())
         except Exception as err:  # noqa: BLE001
             return _report(False, f"on {name} your function raised {type(err).__name__}: {err}")
+        if raw is None and number == 0:
+            _not_attempted(None, "your function still returns None: " + K3_HINT)
+            return None
+        got = None if raw is None else _as_tensor(raw)
         if got is None or got.numel() != 1:
             return _report(False, f"on {name}: return one number (a 0-d tensor), got {got if got is None else tuple(got.shape)}.")
         got = got.reshape(())

@@ -49,3 +49,12 @@ def test_bad_rows_say_which() -> None:
 def test_show_table_prints_outside_jupyter(capsys) -> None:
     assert show_table({"x": {"v": 1.0}}) is None
     assert capsys.readouterr().out.splitlines()[-1].split() == ["x", "1.000"]
+
+
+def test_paired_columns() -> None:
+    from psft_edu.tables import paired_columns
+
+    row = {"reward_first": 0.1, "reward_last": 0.3, "ood_before": 0.5, "ood_after": 0.4, "lonely_first": 1.0}
+    assert paired_columns(row) == {"reward": (0.1, 0.3), "ood": (0.5, 0.4)}
+    table = make_table({"sft": paired_columns(row)}, formats={"reward": arrow(".1f"), "ood": arrow(".1f")})
+    assert table.cells == [["sft", "0.1 → 0.3", "0.5 → 0.4"]]
