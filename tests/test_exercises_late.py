@@ -171,3 +171,39 @@ def test_function_that_still_returns_none_is_not_attempted(capsys) -> None:
     assert ex.check_k3_kl_impl(lambda lp, rf, m: None) is None
     out = capsys.readouterr().out
     assert out.count("Not attempted yet") == 3 and "Correct" not in out and "Not yet" not in out
+
+
+# ---------------------------------------------------------------- the notebooks that use these checkers
+
+def _cells(name: str) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "notebooks" / name
+    if not path.exists():
+        pytest.skip(f"{name} not found")
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("name", ["07_rl_after_sft.ipynb", "08_neighbours_and_ablations.ipynb"])
+def test_notebook_exercises_build_predict_and_fold_a_solution(name) -> None:
+    cells = _cells(name)
+    source = ["".join(c["source"]) for c in cells]
+    tags = [c.get("metadata", {}).get("tags", []) for c in cells]
+    code = [(s, t, c) for s, t, c in zip(source, tags, cells) if c["cell_type"] == "code"]
+    exercise = [s for s, t, _ in code if "exercise" in t]
+    assert any("exercises_late.check_" in s and "_impl(" in s for s in exercise), "no implement-it exercise"
+    assert any(s.lstrip().startswith("prediction = None") for s in exercise), "no predict-then-run question"
+    assert any("check_prediction(prediction" in s for s, _, _ in code)
+    solutions = [c for s, t, c in code if "solution" in t]
+    assert len(solutions) == 1 and solutions[0].get("metadata", {}).get("jupyter", {}).get("source_hidden")
+    assert sum("open challenge" in s.lower() for s, c in zip(source, cells) if c["cell_type"] == "markdown") >= 2
+    assert cells[-1]["cell_type"] == "markdown" and "<details>" in source[-1] and "open challenge" in source[-1].lower()
+    for src, cell_tags, cell in code:  # an unattempted checker prints no verdict and shows no `Out: True`
+        if "exercise" not in cell_tags:
+            continue
+        printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+        results = ["".join(o.get("data", {}).get("text/plain", "")) for o in cell.get("outputs", [])
+                   if o.get("output_type") == "execute_result"]
+        assert "Correct" not in printed and "Not yet" not in printed, src[:60]
+        assert not any(r.strip() in ("True", "False") for r in results), f"{src[:60]} shows a boolean result"
