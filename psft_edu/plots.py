@@ -201,3 +201,37 @@ def plot_clipped_surrogate(epsilon: float = 0.2, advantage: float = 1.0, ax=None
     ax.set_title(f"Â = {advantage:+g}, ε = {epsilon:g}")
     ax.legend(fontsize=8, loc="upper left")
     return ax
+
+
+def legend_outside(ax, fontsize: int = 8, **kwargs):
+    """Move ``ax``'s legend to the right of the axes, where it cannot cover data; returns it (None without labels)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    options = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": fontsize, **kwargs}
+    return ax.legend(handles, labels, **options)
+
+
+def figure_legend(fig, axes=None, ncol: int | None = None, fontsize: int = 8, extra: tuple[list, list] | None = None):
+    """One legend for the whole figure, below its axes; the axes' own legends are removed.
+
+    Entries with the same label on several axes appear once. ``extra`` adds ``(handles, labels)``
+    (e.g. a proxy artist for a marker that carries no label). Call it after ``fig.tight_layout()``;
+    the notebooks' inline figures are saved with a tight bounding box, so the legend is kept.
+    """
+    axes = list(np.ravel(axes if axes is not None else fig.axes))
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                seen.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if extra is not None:
+        for handle, label in zip(*extra):
+            seen.setdefault(label, handle)
+    if not seen:
+        return None
+    columns = ncol or min(len(seen), 4)
+    return fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=columns, fontsize=fontsize, frameon=False)

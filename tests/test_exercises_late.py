@@ -1,0 +1,209 @@
+"""The notebook 07/08 checkers of psft_edu.exercises_late: None when unattempted, True for a right
+implementation, False with the first mistake named for the usual wrong ones."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from psft_edu import exercises_late as ex
+from psft_edu import objectives as obj
+from psft_edu import rl
+
+
+def _checkers():
+    return {n: f for n, f in inspect.getmembers(ex, inspect.isfunction) if n.startswith("check_")}
+
+
+@pytest.mark.parametrize("name", sorted(_checkers()))
+def test_unattempted_returns_none_and_says_so(name, capsys) -> None:
+    checker = _checkers()[name]
+    args = {"check_prediction": (None, "a", ["a", "b"])}.get(name, (None,))
+    assert checker(*args) is None
+    out = capsys.readouterr().out
+    assert "not attempted" in out.lower() and "correct" not in out.lower()
+
+
+# ---------------------------------------------------------------- group advantages (07)
+
+def good_advantages(rewards, group_size, delta=1e-6):
+    r = rewards.reshape(-1, group_size)
+    return ((r - r.mean(-1, keepdim=True)) / (r.std(-1, unbiased=False, keepdim=True) + delta)).reshape(rewards.shape)
+
+
+def test_group_advantages_right(capsys) -> None:
+    assert ex.check_group_advantages_impl(good_advantages) is True
+    assert ex.check_group_advantages_impl(rl.group_advantages) is True
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "words"),
+    [
+        (lambda r, g: (lambda x: ((x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True)).reshape(-1))(
+            r.reshape(-1, g)), "σ + δ"),
+        (lambda r, g: (lambda x: (x - x.mean(-1, keepdim=True)).reshape(-1))(r.reshape(-1, g)), "not scaled"),
+        (lambda r, g: (lambda x: ((x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-6)).reshape(-1))(
+            r.reshape(-1, g)), "G - 1"),
+        (lambda r, g: (r - r.mean()) / (r.std(unbiased=False) + 1e-6), "whole batch"),
+        (lambda r, g: -good_advantages(r, g), "signs are flipped"),
+        (lambda r, g: good_advantages(r, g).reshape(-1, g), "shape"),
+        (lambda r, g: r.sub_(r.mean()), "in place"),
+        (lambda r, g: 1 / 0, "ZeroDivisionError"),
+    ],
+)
+def test_group_advantages_names_the_mistake(wrong, words, capsys) -> None:
+    assert ex.check_group_advantages_impl(wrong) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet") and words in out, out
+
+
+def test_group_advantages_strided_groups(capsys) -> None:
+    def strided(r, g):
+        x = r.reshape(g, -1)
+        return ((x - x.mean(0, keepdim=True)) / (x.std(0, unbiased=False, keepdim=True) + 1e-6)).reshape(-1)
+
+    assert ex.check_group_advantages_impl(strided) is False
+    assert "consecutive" in capsys.readouterr().out
+
+
+def test_group_advantages_not_callable(capsys) -> None:
+    assert ex.check_group_advantages_impl([1.0, 0.0]) is False
+    assert "function" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- DFT loss (08)
+
+def good_dft(logp, mask):
+    sel = mask > 0
+    return -(logp[sel].exp().detach() * logp[sel]).mean()
+
+
+def test_dft_right(capsys) -> None:
+    assert ex.check_dft_loss_impl(good_dft) is True
+    assert ex.check_dft_loss_impl(obj.dft_loss) is True
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "words"),
+    [
+        (lambda lp, m: -(lp[m > 0].exp() * lp[m > 0]).mean(), "stop-gradient"),
+        (lambda lp, m: -(lp[m > 0]).mean(), "SFT loss"),
+        (lambda lp, m: (lp[m > 0].exp().detach() * lp[m > 0]).mean(), "sign"),
+        (lambda lp, m: -(lp.exp().detach() * lp * m).sum() / m.sum(), "NaN"),
+        (lambda lp, m: -(lp.exp().detach() * lp).mean(), "every position"),
+        (lambda lp, m: obj.dft_loss(lp, m, "seq-mean"), "seq-mean"),
+        (lambda lp, m: -(lp[m > 0].exp() * lp[m > 0]).mean().detach(), "differentiable"),
+        (lambda lp, m: lp, "one number"),
+    ],
+)
+def test_dft_names_the_mistake(wrong, words, capsys) -> None:
+    assert ex.check_dft_loss_impl(wrong) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet") and words in out, out
+
+
+# ---------------------------------------------------------------- k3 KL (08)
+
+def good_k3(logp, ref, mask):
+    sel = mask > 0
+    delta = ref[sel] - logp[sel]
+    return (delta.exp() - 1 - delta).mean()
+
+
+def test_k3_right(capsys) -> None:
+    assert ex.check_k3_kl_impl(good_k3) is True
+    assert ex.check_k3_kl_impl(obj.kl_to_reference) is True
+
+
+@pytest.mark.parametrize(
+    ("wrong", "words"),
+    [
+        (lambda lp, rf, m: good_k3(rf, lp, m), "wrong sign"),
+        (lambda lp, rf, m: (rf - lp)[m > 0].mean(), "log-ratio"),
+        (lambda lp, rf, m: (lambda d: (d.exp() - 1 - d) * m)(rf - lp).sum() / m.sum(), "NaN"),
+        (lambda lp, rf, m: obj.kl_to_reference(lp, rf, m, "seq-mean"), "seq-mean"),
+    ],
+)
+def test_k3_names_the_mistake(wrong, words, capsys) -> None:
+    assert ex.check_k3_kl_impl(wrong) is False
+    out = capsys.readouterr().out
+    assert words in out, out
+
+
+# ---------------------------------------------------------------- predict, then run
+
+def test_prediction(capsys) -> None:
+    options = ["unchanged", "10 times larger"]
+    assert ex.check_prediction("unchanged", "unchanged", options, "why") is True
+    assert "why" in capsys.readouterr().out
+    assert ex.check_prediction(" Unchanged ", "unchanged", options) is True
+    assert ex.check_prediction("10 times larger", "unchanged", options) is False
+    assert ex.check_prediction("bigger", "unchanged", options) is False
+    assert "one of" in capsys.readouterr().out
+    unattempted = ex.check_prediction(None, "unchanged", options)
+    out = capsys.readouterr().out
+    assert unattempted is None and "unchanged'" not in out.split("Hint")[0]
+    with pytest.raises(ValueError, match="not one of"):
+        ex.check_prediction("a", "c", ["a", "b"])
+
+
+def test_trend() -> None:
+    assert ex.trend([0.3, 0.2, 0.1]) == "falls"
+    assert ex.trend([0.1, 0.2]) == "rises"
+    assert ex.trend([0.1, 0.3, 0.2]) == "neither"
+    assert ex.trend([0.1]) == "neither"
+
+
+def test_cases_are_real_distributions() -> None:
+    for _, logp, ref, mask in ex._token_cases():
+        finite = mask > 0
+        assert (logp[finite] <= 0).all() and (ref[finite] <= 0).all()
+    assert torch.isinf(ex._token_cases()[-1][1]).any()
+
+
+def test_function_that_still_returns_none_is_not_attempted(capsys) -> None:
+    assert ex.check_group_advantages_impl(lambda r, g: None) is None
+    assert ex.check_dft_loss_impl(lambda lp, m: None) is None
+    assert ex.check_k3_kl_impl(lambda lp, rf, m: None) is None
+    out = capsys.readouterr().out
+    assert out.count("Not attempted yet") == 3 and "Correct" not in out and "Not yet" not in out
+
+
+# ---------------------------------------------------------------- the notebooks that use these checkers
+
+def _cells(name: str) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "notebooks" / name
+    if not path.exists():
+        pytest.skip(f"{name} not found")
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("name", ["07_rl_after_sft.ipynb", "08_neighbours_and_ablations.ipynb"])
+def test_notebook_exercises_build_predict_and_fold_a_solution(name) -> None:
+    cells = _cells(name)
+    source = ["".join(c["source"]) for c in cells]
+    tags = [c.get("metadata", {}).get("tags", []) for c in cells]
+    code = [(s, t, c) for s, t, c in zip(source, tags, cells) if c["cell_type"] == "code"]
+    exercise = [s for s, t, _ in code if "exercise" in t]
+    assert any("exercises_late.check_" in s and "_impl(" in s for s in exercise), "no implement-it exercise"
+    assert any(s.lstrip().startswith("prediction = None") for s in exercise), "no predict-then-run question"
+    assert any("check_prediction(prediction" in s for s, _, _ in code)
+    solutions = [c for s, t, c in code if "solution" in t]
+    assert len(solutions) == 1 and solutions[0].get("metadata", {}).get("jupyter", {}).get("source_hidden")
+    assert sum("open challenge" in s.lower() for s, c in zip(source, cells) if c["cell_type"] == "markdown") >= 2
+    assert cells[-1]["cell_type"] == "markdown" and "<details>" in source[-1] and "open challenge" in source[-1].lower()
+    for src, cell_tags, cell in code:  # an unattempted checker prints no verdict and shows no `Out: True`
+        if "exercise" not in cell_tags:
+            continue
+        printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+        results = ["".join(o.get("data", {}).get("text/plain", "")) for o in cell.get("outputs", [])
+                   if o.get("output_type") == "execute_result"]
+        assert "Correct" not in printed and "Not yet" not in printed, src[:60]
+        assert not any(r.strip() in ("True", "False") for r in results), f"{src[:60]} shows a boolean result"
