@@ -202,7 +202,12 @@ html_copy_source = False
 # MathJax served from the site itself (copied from the jupyter-server-mathjax package): no CDN.
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
 mathjax2_config = {{"tex2jax": {{"inlineMath": [["\\\\(", "\\\\)"]], "displayMath": [["\\\\[", "\\\\]"]],
-                                "processEscapes": True}}, "messageStyle": "none", "menuSettings": {{"zoom": "None"}}}}
+                                "processEscapes": True, "ignoreClass": "tex2jax_ignore|mathjax_ignore",
+                                "processClass": "tex2jax_process|mathjax_process|math|output_area"}},
+                   "messageStyle": "none", "menuSettings": {{"zoom": "None"}},
+                   # jupyter-server-mathjax ships the STIX web fonts only
+                   "HTML-CSS": {{"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web", "webFont": "STIX-Web",
+                                "imageFont": None}}}}
 try:
     import sphinx_book_theme  # noqa: F401
 

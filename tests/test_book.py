@@ -27,7 +27,7 @@ MATH_TIMEOUT_MS = 60_000
 # In the page: the state of the typesetting, the figures and what is left of the TeX source.
 JS_PAGE_STATE = """() => {
     const main = document.querySelector('main') || document.body;
-    const math = [...main.querySelectorAll('div.math, span.math')];
+    const math = [...main.querySelectorAll('div.math.notranslate, span.math.notranslate')];
     const typeset = math.filter(m => m.querySelector('.MathJax, .MathJax_Display, .MathJax_SVG, mjx-container'));
     const images = [...main.querySelectorAll('img')].map(img => ({src: img.getAttribute('src'),
         ok: img.complete && img.naturalWidth > 0}));
@@ -122,7 +122,7 @@ def _check_chapter(page, stem: str) -> None:
     page.wait_for_function(
         "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue && MathJax.Hub.queue.pending === 0 && "
         "document.querySelectorAll('.MathJax_Processing').length === 0 && "
-        "[...document.querySelectorAll('div.math, span.math')].every(m => m.querySelector('.MathJax, .MathJax_Display'))",
+        "[...document.querySelectorAll('div.math.notranslate, span.math.notranslate')].every(m => m.querySelector('.MathJax, .MathJax_Display'))",
         timeout=MATH_TIMEOUT_MS,
     )
     state = page.evaluate(JS_PAGE_STATE)
