@@ -122,7 +122,8 @@ def _check_chapter(page, stem: str) -> None:
     page.wait_for_function(
         "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue && MathJax.Hub.queue.pending === 0 && "
         "document.querySelectorAll('.MathJax_Processing').length === 0 && "
-        "[...document.querySelectorAll('div.math.notranslate, span.math.notranslate')].every(m => m.querySelector('.MathJax, .MathJax_Display'))",
+        "[...document.querySelectorAll('div.math.notranslate, span.math.notranslate')]"
+        ".every(m => m.querySelector('.MathJax, .MathJax_Display'))",
         timeout=MATH_TIMEOUT_MS,
     )
     state = page.evaluate(JS_PAGE_STATE)
