@@ -74,3 +74,13 @@ def test_stamp_is_idempotent_and_puts_the_cell_under_the_title(tmp_path) -> None
     nbformat.write(nb, target)
     assert course.stamp_notebook(target) is True
     assert target.read_bytes() == first
+
+
+def test_readme_opens_every_notebook_in_colab() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    repo = course.REPOSITORY_URL.removeprefix("https://github.com/")
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        link = f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{path.name}"
+        assert link in readme, f"README: no 'Open in Colab' link for {path.name}"
+    assert f'pip install "git+{course.REPOSITORY_URL}"' in readme
+    assert "make student" in readme and "make book" in readme
