@@ -128,3 +128,35 @@ def test_train_and_eval_from_any_directory(installed, tmp_path) -> None:
     rows = {line.split()[0] for line in done.stdout.splitlines() if "=" in line}
     assert {"add", "make_sum", "summary"} <= rows, done.stdout
     assert site_files(python) == before, "the course wrote into the installed package"
+
+
+def test_paths_in_a_checkout_are_unchanged() -> None:
+    from psft_edu import models, paths
+
+    if os.environ.get("PSFT_EDU_DATA"):
+        pytest.skip("PSFT_EDU_DATA is set")
+    assert paths.IN_CHECKOUT and paths.REPO_ROOT == REPO and models.DATA_DIR == REPO / "data"
+    assert not paths.data_is_read_only()
+    assert models.checkpoint_path("tiny") == paths.user_checkpoint_dir("tiny") == REPO / "data" / "checkpoints" / "tiny"
+
+
+def test_a_users_own_base_model_wins_over_the_shipped_one(tmp_path, monkeypatch) -> None:
+    from psft_edu import paths
+
+    shipped = tmp_path / "site" / "psft_edu" / "_course" / "data"
+    (shipped / "checkpoints" / "tiny").mkdir(parents=True)
+    (shipped / "checkpoints" / "tiny" / "config.json").write_text("{}")
+    for name, value in {"IN_CHECKOUT": False, "SHIPPED_DATA_DIR": shipped, "DATA_DIR": shipped,
+                        "CHECKPOINT_DIR": shipped / "checkpoints"}.items():
+        monkeypatch.setattr(paths, name, value)
+    monkeypatch.setenv("PSFT_EDU_CACHE", str(tmp_path / "cache"))
+    assert paths.data_is_read_only()
+    assert paths.base_checkpoint_dir("tiny") == shipped / "checkpoints" / "tiny"
+    assert paths.base_checkpoint_dir("gpt2") == tmp_path / "cache" / "checkpoints" / "gpt2"  # where pretrain would put it
+    own = tmp_path / "cache" / "checkpoints" / "tiny"
+    own.mkdir(parents=True)
+    (own / "config.json").write_text("{}")
+    assert paths.base_checkpoint_dir("tiny") == own
+    monkeypatch.delenv("PSFT_EDU_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.cache_dir() == tmp_path / "xdg" / "psft-edu"
