@@ -127,6 +127,8 @@ def test_train_and_eval_from_any_directory(installed, tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split()[0] for line in done.stdout.splitlines() if "=" in line}
     assert {"add", "make_sum", "summary"} <= rows, done.stdout
+    refused = subprocess.run([str(python), "-m", "psft_edu", "data"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert refused.returncode == 2 and "PSFT_EDU_DATA" in refused.stderr, refused.stderr[-2000:]
     assert site_files(python) == before, "the course wrote into the installed package"
 
 
