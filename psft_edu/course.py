@@ -6,9 +6,10 @@ Command line (from the repository root)::
     python -m psft_edu.course student notebooks/ student/   # student copies: solution cells removed
     python -m psft_edu.course book notebooks/ _build/book   # static HTML site (needs the ``book`` extra)
 
-The set-up cell is the notebook's first code cell, right under its title, tagged ``colab-setup``. In a
-hosted runtime (Colab, Kaggle) it installs the course with pip when ``psft_edu`` cannot be imported,
-and picks the preset from the hardware; where the course is installed it does nothing.
+The set-up cell is the notebook's first code cell, right under its title, tagged ``colab-setup``. It
+installs the course with pip when ``psft_edu`` cannot be imported; in Colab and Kaggle (and wherever
+it had to install) it also picks the preset from the hardware, so a restarted runtime gets it again.
+Elsewhere, where the course is installed, it does nothing.
 """
 
 from __future__ import annotations
@@ -39,25 +40,28 @@ BOOK_TITLE = "Proximal SFT from first principles"
 
 def setup_cell_source(source: str = INSTALL_SOURCE) -> str:
     """The code of the set-up cell (it runs before ``psft_edu`` can be imported, so it stands alone)."""
-    return f'''# Set-up for hosted runtimes (Colab, Kaggle): install the course if it is missing. Where psft_edu is
-# already installed (a clone after `make setup`, a workshop machine) this cell does nothing.
-# ${INSTALL_ENV} installs from elsewhere (a wheel, a folder, a fork); with a GPU the preset is `small`
-# unless $PSFT_EDU_PRESET says otherwise.
+    return f'''# Set-up for hosted runtimes (Colab, Kaggle): install the course if it is missing, and there pick the
+# preset from the hardware (`small` with a GPU) unless $PSFT_EDU_PRESET is set. Elsewhere, where psft_edu
+# is installed (a clone after `make setup`, a workshop machine), this cell does nothing.
+# ${INSTALL_ENV} installs from another source (a fork, a wheel, a folder).
 import importlib.util
 import os
 import subprocess
 import sys
 
+colab = "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+hosted = colab or bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
 if importlib.util.find_spec("psft_edu") is None:
     source = os.environ.get("{INSTALL_ENV}", "{source}")
     print(f"installing the course from {{source}} ...")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)
     importlib.invalidate_caches()
-    if not os.environ.get("PSFT_EDU_PRESET"):
-        import torch
+    hosted = True
+if hosted and not os.environ.get("PSFT_EDU_PRESET"):
+    import torch
 
-        os.environ["PSFT_EDU_PRESET"] = "small" if torch.cuda.is_available() else "tiny"
-    print("course installed; preset", os.environ["PSFT_EDU_PRESET"])'''
+    os.environ["PSFT_EDU_PRESET"] = "small" if torch.cuda.is_available() else "tiny"
+    print("preset:", os.environ["PSFT_EDU_PRESET"])'''
 
 
 def _tags(cell: Any) -> list[str]:

@@ -9,6 +9,7 @@ environment's kernel and compares the checked outputs, as ``make test-notebooks`
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,10 +49,31 @@ def test_setup_cell_installs_the_course_and_runs_notebook_01(tmp_path) -> None:
     assert where[1] == "True"
 
 
-def test_setup_cell_does_nothing_where_the_course_is_installed() -> None:
+def _run_setup_cell() -> dict:
     namespace: dict = {}
     exec(compile(course.setup_cell_source(source="/nonexistent/source"), "setup-cell", "exec"), namespace)
-    assert "source" not in namespace  # psft_edu imports here, so no install was attempted
+    return namespace
+
+
+def test_setup_cell_does_nothing_where_the_course_is_installed(monkeypatch) -> None:
+    for name in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "PSFT_EDU_PRESET"):
+        monkeypatch.delenv(name, raising=False)
+    namespace = _run_setup_cell()
+    assert "source" not in namespace and not namespace["hosted"]  # psft_edu imports here: no install attempted
+    assert "PSFT_EDU_PRESET" not in os.environ
+
+
+def test_setup_cell_picks_the_preset_in_a_hosted_runtime(monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")  # e.g. after a restart: installed, preset unset
+    monkeypatch.delenv("PSFT_EDU_PRESET", raising=False)
+    namespace = _run_setup_cell()
+    assert "source" not in namespace
+    assert os.environ["PSFT_EDU_PRESET"] == ("small" if torch.cuda.is_available() else "tiny")
+    monkeypatch.setenv("PSFT_EDU_PRESET", "gpt2")  # an explicit choice wins
+    _run_setup_cell()
+    assert os.environ["PSFT_EDU_PRESET"] == "gpt2"
 
 
 def test_stamp_is_idempotent_and_puts_the_cell_under_the_title(tmp_path) -> None:
