@@ -15,16 +15,17 @@ STAMP := $(VENV)/.psft-edu-installed
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null)
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PSFT_EDU_PRESET=tiny MPLBACKEND=Agg TQDM_DISABLE=1
 
-.PHONY: setup test test-unit test-notebooks test-browser compare lab bench data clean
+.PHONY: setup test test-unit test-notebooks test-browser compare lab bench data student book clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PY) -m pip install --quiet -e ".[test,trl]"
+	$(PY) -m pip install --quiet -e ".[test,trl,book]"
 	@touch $(STAMP)
 
+# The wheel, fresh-runtime and student-edition tests run in test-unit; the course-site test in test-browser.
 test: setup test-unit test-notebooks test-browser
 
 test-unit: setup
@@ -52,5 +53,14 @@ data: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
+# Workshop kit: student copies of the notebooks in student/ (solution cells removed, exercises kept).
+student: setup
+	$(PY) -m psft_edu.course student notebooks student
+
+# Course site: static HTML of the committed notebooks in _build/book/html (offline, MathJax included).
+book: setup
+	$(PY) -m psft_edu.course book notebooks _build/book
+	@echo "open _build/book/html/index.html"
+
 clean:
-	rm -rf runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf runs student _build .pytest_cache .ruff_cache .hypothesis

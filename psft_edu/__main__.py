@@ -30,6 +30,12 @@ def cmd_data(args) -> int:
             return 1
         print("data/ matches the generator")
         return 0
+    from .paths import data_is_read_only
+
+    if data_is_read_only():
+        print("error: the data inside the installed package is read-only; set PSFT_EDU_DATA=<folder> to write it there",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     for name in write_data():
         print(f"wrote data/{name}")
     return 0
@@ -164,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train a base model on the task mixture")
     _preset_arg(p)
-    p.add_argument("--out", default=None, help="folder (default: data/checkpoints/<preset>)")
+    p.add_argument("--out", default=None, help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--device", default=None)

@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("PSFT_EDU_DATA", REPO_ROOT / "data"))
-TOKENIZER_DIR = DATA_DIR / "tokenizer"
-CHECKPOINT_DIR = DATA_DIR / "checkpoints"
+# The data folder: the checkout's data/, the copy inside an installed package, or $PSFT_EDU_DATA.
+from .paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT, TOKENIZER_DIR, base_checkpoint_dir  # noqa: F401
+
 PRESET_ENV = "PSFT_EDU_PRESET"
 
 
@@ -108,8 +107,8 @@ def new_model(preset: str | Preset | None = None, tokenizer: PreTrainedTokenizer
 
 
 def checkpoint_path(preset: str) -> Path:
-    """Folder of the shipped base checkpoint for a preset."""
-    return CHECKPOINT_DIR / preset_name(preset)
+    """Folder of a preset's base checkpoint: the user's own if pretrained into the cache, else the shipped one."""
+    return base_checkpoint_dir(preset_name(preset))
 
 
 def load_model(

@@ -17,7 +17,8 @@ import torch
 from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import evaluate_model
-from .models import checkpoint_path, get_preset, load_tokenizer, new_model, pick_device
+from .models import get_preset, load_tokenizer, new_model, pick_device
+from .paths import user_checkpoint_dir
 from .train import TrainConfig, Trainer, git_commit, save_model_atomic
 
 MANIFEST = "manifest.json"
@@ -35,7 +36,7 @@ def base_evaluation(model: torch.nn.Module, tokenizer, prompts: int = MANIFEST_P
 def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: int | None = None, device: str | None = None) -> Path:
     """Train the preset's base model from scratch and save it with a manifest."""
     p = get_preset(preset)
-    out = Path(out) if out else checkpoint_path(p.name)
+    out = Path(out) if out else user_checkpoint_dir(p.name)  # never inside an installed package
     tokenizer = load_tokenizer()
     model = new_model(p, tokenizer, seed=seed).to(pick_device(device))
     cfg = TrainConfig(

@@ -18,7 +18,7 @@ except ImportError:  # Python 3.10
 
 # pip name -> conda-forge name, where they differ
 CONDA_NAMES = {"torch": "pytorch"}
-EXTRAS = ("test", "trl")
+EXTRAS = ("test", "trl", "book")
 
 
 @pytest.fixture(scope="module")
