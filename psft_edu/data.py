@@ -28,8 +28,8 @@ DATA_SEED = 1234
 # name -> (family, number of records, generator kwargs, writer); sizes chosen so the
 # whole data folder stays well under 2 MB.
 PRETRAIN_SIZE = 30000
-SFT_TRAIN_SIZE = 2048
-SFT_VAL_SIZE = 256
+SFT_TRAIN_SIZE = 1024
+SFT_VAL_SIZE = 128
 EVAL_SIZE = 200
 RL_SIZE = 512
 RL_KWARGS = {"count": 7, "max_value": 29}
@@ -149,7 +149,8 @@ def build_datasets(seed: int = DATA_SEED) -> dict[str, list[dict[str, str]]]:
     sft = _unique_examples("make_sum", rng, SFT_TRAIN_SIZE + SFT_VAL_SIZE, held_out)
     files["sft_train.jsonl"] = [e.as_record(tasks.teacher_completion(e)) for e in sft[:SFT_TRAIN_SIZE]]
     files["sft_val.jsonl"] = [e.as_record(tasks.teacher_completion(e)) for e in sft[SFT_TRAIN_SIZE:]]
-    held_out.update(e.prompt for e in sft)
+    # SFT prompts may also occur in pretraining, with the mixture's noisy answers (as instruction data
+    # overlaps web text); evaluation and RL prompts never do.
 
     # The base model's mixture: every family; clean answers, except make_sum's noisy ones.
     pretrain = []

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 LETTERS = "abcdefgh"
 IN_DOMAIN = "make_sum"
-SUM_COUNT = 4  # numbers listed in a make_sum prompt
+SUM_COUNT = 3  # numbers listed in a make_sum prompt (one pair sums to the target)
+SUM_MAX = 9  # the numbers are distinct, from 1 to SUM_MAX
 PRETRAIN_SUM_CORRECT = 0.3  # share of valid make_sum answers in the pretraining mixture
 
 
@@ -69,7 +70,7 @@ def _sum_pairs(numbers: tuple[int, ...], target: int) -> list[tuple[int, int]]:
     )
 
 
-def make_sum(rng: random.Random, count: int = SUM_COUNT, max_value: int = 19, min_pairs: int = 1) -> Example:
+def make_sum(rng: random.Random, count: int = SUM_COUNT, max_value: int = SUM_MAX, min_pairs: int = 1) -> Example:
     """``make T from n1 n2 ...:`` -> `` a+b`` where a, b are two of the numbers and a+b = T.
 
     Both orders count as different answers, so a target reachable by p pairs has 2p
