@@ -22,7 +22,7 @@ import torch
 from psft_edu import __main__ as cli
 from psft_edu import data as data_module
 from psft_edu import train as train_module
-from psft_edu.data import DataError, build_tokenizer, jsonl_bytes, load_split, read_jsonl, uncovered_characters
+from psft_edu.data import DataError, build_tokenizer, jsonl_bytes, load_split, read_jsonl
 from psft_edu.models import load_model, load_tokenizer, new_model
 from psft_edu.train import TrainConfig, Trainer, TrainingError
 
@@ -115,6 +115,19 @@ def test_existing_run_is_kept_unless_overwrite(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["seed"] == 3
 
 
+def test_rl_run_is_guarded_the_same_way(tmp_path, capsys):
+    out = tmp_path / "rl"
+    flags = ["--init", "tiny", "--out", str(out), "--split", "eval/add", "--prompts-per-step", "2", "--group-size", "2",
+             "--save-every", "0"]
+    assert cli.main(["rl", *flags, "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["rl", *flags, "--steps", "2"]) == 2
+    assert "--overwrite" in one_error_line(capsys)
+    assert cli.main(["rl", *flags, "--steps", "3", "--lr", "1e-3", "--resume"]) == 2
+    assert "lr: 0.0001 -> 0.001" in one_error_line(capsys)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
 # ---------------------------------------------------------------- 4. tokenizer coverage
 
 def test_characters_outside_the_tokenizer_are_refused_with_file_and_line(tmp_path, capsys):
@@ -130,6 +143,7 @@ def test_characters_outside_the_tokenizer_are_refused_with_file_and_line(tmp_pat
 
 
 def test_a_tokenizer_that_covers_the_text_is_unaffected(tokenizer):
+    uncovered_characters = data_module.uncovered_characters
     assert uncovered_characters(tokenizer, ["MAKE 14"]) == ["A", "E", "K", "M"]
     assert uncovered_characters(tokenizer, [r["prompt"] + r["completion"] for r in RECORDS]) == []
     wide = build_tokenizer()
@@ -248,7 +262,16 @@ FLAG_CASES = {
 
 
 @pytest.mark.parametrize("case", list(FLAG_CASES))
-def test_bad_flags_stop_with_one_line_and_exit_2(case, tmp_path, capsys):
+def test_bad_flags_stop_with_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch):
+    import psft_edu.bench
+    import psft_edu.compare
+    import psft_edu.sweep
+
+    def ran(*args, **kwargs):
+        raise AssertionError("the command ran (with its defaults) instead of refusing the flag")
+
+    for module, name in ((psft_edu.compare, "compare"), (psft_edu.sweep, "main"), (psft_edu.bench, "run_bench")):
+        monkeypatch.setattr(module, name, ran)
     argv, named = FLAG_CASES[case]
     out = tmp_path / "run"
     if argv[0] in ("train", "rl", "compare", "sweep"):
