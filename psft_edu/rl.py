@@ -50,7 +50,7 @@ from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
 from . import tasks
-from .data import Batch, atomic_write_bytes, collate, load_split, read_jsonl
+from .data import Batch, DataError, atomic_write_bytes, collate, load_split, read_jsonl, uncovered_characters
 from .evaluate import Samples, sample
 from .train import (
     Interrupted,
@@ -685,6 +685,9 @@ def main(args) -> int:
     check_run_folder(args.out, args.resume, getattr(args, "overwrite", False))
     model, tokenizer = load_model_for_run(args.init, args.device)
     check_model_fits(model, tokenizer)
+    uncovered = uncovered_characters(tokenizer, prompts)
+    if uncovered:
+        raise DataError(f"{args.split}: prompts hold characters the tokenizer cannot encode: " + " ".join(map(repr, uncovered)))
     per_family = {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES}
 
     def eval_fn(m: torch.nn.Module, step: int) -> dict:  # noqa: ARG001

@@ -10,6 +10,7 @@ so PSFT costs one extra no-grad forward over (K-1)/K of each global batch.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -393,6 +394,7 @@ class Trainer:
         self.epoch, self.position = 0, 0  # data order: permutation of epoch, next index in it
         self.history: list[dict] = []
         self._interrupted = False
+        self._fingerprint: str | None = None
         self._signal: int = signal.SIGINT
 
     # ------------------------------------------------------------ helpers
@@ -518,7 +520,17 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": asdict(self.cfg),
             "reference": self.reference.state_dict() if self.reference is not None else None,
+            "data": self.data_fingerprint(),
         }
+
+    def data_fingerprint(self) -> str:
+        """SHA-256 of the encoded training sequences: a resumed run must see the same data."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for seq, start in zip(self.ids, self.prompt_lengths):
+                digest.update(f"{start}:{','.join(map(str, seq))};".encode())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def save_checkpoint(self) -> None:
         if self.out is None:
@@ -542,6 +554,8 @@ class Trainer:
             raise RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
         if state["step"] > self.cfg.max_steps:
             raise RunError(f"{path}: the checkpoint is at step {state['step']}, past --max-steps {self.cfg.max_steps}")
+        if state.get("data") not in (None, self.data_fingerprint()):
+            raise RunError(f"{path}: --resume with other training data than the saved run (--data or its contents differ)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -91,6 +91,17 @@ def test_resume_refuses_other_settings_and_allows_more_steps(tmp_path, capsys):
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_resume_with_other_data_is_refused(tmp_path, capsys):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(jsonl_bytes(RECORDS[:32]))
+    second.write_bytes(jsonl_bytes(RECORDS[32:64]))
+    out = tmp_path / "run"
+    assert train_cli(out, "--data", str(first)) == 0
+    capsys.readouterr()
+    assert train_cli(out, "--data", str(second), "--max-steps", "4", "--resume") == 2
+    assert "other training data" in one_error_line(capsys)
+
+
 def test_resume_without_checkpoint_stops(tmp_path, capsys):
     out = tmp_path / "run"
     code = train_cli(out, "--resume")
@@ -113,6 +124,15 @@ def test_existing_run_is_kept_unless_overwrite(tmp_path, capsys):
     assert train_cli(out, "--seed", "3", "--overwrite") == 0
     assert (out / "metrics.jsonl").read_text() != before
     assert json.loads((out / "config.json").read_text())["seed"] == 3
+
+
+def test_rl_prompts_outside_the_tokenizer_are_refused(tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_bytes(jsonl_bytes([{"prompt": "ADD 1 2:", "completion": " 3"}]))
+    out = tmp_path / "rl"
+    assert cli.main(["rl", "--init", "tiny", "--out", str(out), "--split", str(prompts), "--steps", "2"]) == 2
+    assert "'A'" in one_error_line(capsys)
+    assert not out.exists()
 
 
 def test_rl_run_is_guarded_the_same_way(tmp_path, capsys):
