@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -219,9 +220,12 @@ def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     path = Path(path)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise RunError(f"{path}: corrupt or not a checkpoint (unreadable as tensors and plain values)") from None
         raise RunError(
-            f"{path}: refused: it holds objects other than tensors and plain values (not a checkpoint written here)"
+            f"{path}: refused: it would load {found.group(1)}, not only tensors and plain values; nothing in it was run"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -68,7 +68,7 @@ def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsy
     line = one_error_line(capsys)
     assert code == 2
     assert not marker.exists()
-    assert "checkpoint.pt: refused" in line
+    assert "checkpoint.pt: refused: it would load builtins.exec" in line
 
 
 # ---------------------------------------------------------------- 2. --resume checks the settings
@@ -232,6 +232,9 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert train_cli(out, "--resume", "--max-steps", "4") == 2
     assert "corrupt or truncated checkpoint" in one_error_line(capsys)
+    (out / "checkpoint.pt").write_text('{"step": 1}\n')  # not a torch file at all
+    assert train_cli(out, "--resume", "--max-steps", "4") == 2
+    assert "corrupt or not a checkpoint" in one_error_line(capsys)
 
 
 # ---------------------------------------------------------------- 7. SIGTERM
