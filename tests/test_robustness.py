@@ -68,7 +68,7 @@ def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsy
     line = one_error_line(capsys)
     assert code == 2
     assert not marker.exists()
-    assert "checkpoint.pt: refused: it would load builtins.exec" in line
+    assert "checkpoint.pt: refused: it would load" in line and "exec" in line
 
 
 # ---------------------------------------------------------------- 2. --resume checks the settings
