@@ -24,7 +24,7 @@ from psft_edu import data as data_module
 from psft_edu import train as train_module
 from psft_edu.data import DataError, build_tokenizer, jsonl_bytes, load_split, read_jsonl
 from psft_edu.models import load_model, load_tokenizer, new_model
-from psft_edu.train import TrainConfig, Trainer, TrainingError
+from psft_edu.train import Interrupted, TrainConfig, Trainer, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = load_split("sft_train")[:64]
@@ -371,3 +371,31 @@ def test_large_jsonl_shows_progress_and_stays_compact(tmp_path, monkeypatch):
     with pytest.raises(DataError):  # still validated line by line
         path.write_bytes(jsonl_bytes(RECORDS[:3]) + b"{broken\n")
         read_jsonl(path)
+
+
+def test_rl_sigterm_finishes_the_step_saves_and_resumes(tmp_path):
+    from psft_edu.rl import RLConfig, grpo
+
+    prompts = [f"add {a} {b}:" for a in range(4) for b in range(4)]
+    cfg = RLConfig(steps=3, prompts_per_step=2, group_size=2, eval_every=1, lr=1e-4)
+
+    def terminate_at_one(model, step):
+        if step == 1:
+            signal.raise_signal(signal.SIGTERM)  # the handler only sets a flag; the step ends, then it stops
+        return {}
+
+    def unhandled(signum, frame):
+        raise AssertionError("grpo left SIGTERM to the default handler (the process would die unsaved)")
+
+    model, tok = load_model("tiny")
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with pytest.raises(Interrupted, match="terminated") as caught:
+            grpo(model, tok, prompts, cfg, out=tmp_path, eval_fn=terminate_at_one, progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert caught.value.signum == signal.SIGTERM
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 1
+    model, tok = load_model("tiny")
+    history = grpo(model, tok, prompts, cfg, out=tmp_path, eval_fn=lambda m, s: {}, progress=False, resume=True)
+    assert [r["step"] for r in history] == [1, 2, 3]
