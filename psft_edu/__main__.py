@@ -1,19 +1,65 @@
 """Command line: ``python -m psft_edu <command> --help``.
 
 Commands: data, pretrain, eval, train, compare, sweep, rl, rl-compare, bench.
+
+Bad input (flags, data, run folders, checkpoints) stops before any training with one line on
+stderr and exit code 2; a failed run exits 1; Ctrl-C exits 130 and SIGTERM 143, both after
+saving a checkpoint. ``--debug`` (or ``PSFT_EDU_DEBUG=1``) shows the full traceback instead.
+
+``train --resume`` and ``rl --resume`` refuse settings that differ from the saved run, except
+how long it goes on and how often it evaluates and saves (``--max-steps`` / ``--steps``,
+``--eval-every``, ``--save-every``; with ``--schedule cosine`` the decay follows ``--max-steps``,
+so it must stay). A folder that already holds a run is only replaced with ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 from pathlib import Path
 
 from .models import PRESETS, preset_name
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what schedulers expect after SIGTERM
+DEBUG_ENV = "PSFT_EDU_DEBUG"
+
+
+class FlagError(ValueError):
+    """A command-line value that cannot work; the message names the flag."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise FlagError(message)
+
+
+def _positive(flag: str, value: float | int | None, allow_none: bool = True) -> None:
+    """``value`` must be a finite number above zero (``None`` means the default, when allowed)."""
+    if value is None and allow_none:
+        return
+    _require(value is not None and math.isfinite(value) and value > 0, f"{flag} must be a positive number, got {value}")
+
+
+def _not_negative(flag: str, value: float | int | None) -> None:
+    if value is None:
+        return
+    _require(math.isfinite(value) and value >= 0, f"{flag} must be zero or more, got {value}")
+
+
+def _check_out_folder(out: str | None) -> None:
+    """An output folder (not a whole run) that must be creatable and writable."""
+    if out is None:
+        return
+    from .train import check_writable_folder
+
+    check_writable_folder(out)  # only the location: these commands manage the runs inside it themselves
 
 
 def _preset_arg(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +89,11 @@ def cmd_data(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from .pretrain import pretrain
+    from .train import check_device
+
+    _positive("--steps", args.steps)
+    check_device(args.device)
+    _check_out_folder(args.out)
 
     out = pretrain(preset_name(args.preset), args.out, seed=args.seed, steps=args.steps, device=args.device)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -56,9 +107,13 @@ def cmd_eval(args) -> int:
     from . import tasks
     from .data import eval_prompts
     from .evaluate import evaluate_model
-    from .models import load_model
+    from .train import check_device, check_model_fits, load_model_for_run
 
-    model, tokenizer = load_model(args.model or preset_name(args.preset), device=args.device)
+    _positive("--samples", args.samples, allow_none=False)
+    _positive("--prompts", args.prompts, allow_none=False)
+    check_device(args.device)
+    model, tokenizer = load_model_for_run(args.model or preset_name(args.preset), args.device)
+    check_model_fits(model, tokenizer)
     families = args.families or list(tasks.FAMILIES)
     result = evaluate_model(model, tokenizer, {f: eval_prompts(f, args.prompts) for f in families}, args.samples, seed=args.seed)
     for family, row in result.items():
@@ -68,11 +123,12 @@ def cmd_eval(args) -> int:
 
 def cmd_train(args) -> int:
     from .compare import make_eval_fn
-    from .data import load_split, read_jsonl
-    from .models import load_model
-    from .train import TrainConfig, Trainer
+    from .data import DATA_DIR, check_coverage, load_split, read_jsonl
+    from .train import TrainConfig, Trainer, check_device, check_model_fits, check_run_folder, load_model_for_run
 
-    # Read and validate the data before anything is written to --out.
+    # Every check comes before anything is written to --out: flags, the folder, the data, the model.
+    check_train_flags(args)
+    check_run_folder(args.out, args.resume, args.overwrite)
     records = read_jsonl(args.data) if args.data else load_split("sft_train")
     val = load_split("sft_val")
     spec = args.model or preset_name(args.preset)
@@ -96,7 +152,10 @@ def cmd_train(args) -> int:
         log_kl=not args.no_kl_log,
         init=str(spec),
     )
-    model, tokenizer = load_model(spec, device=args.device)
+    check_device(args.device)
+    model, tokenizer = load_model_for_run(spec, args.device)
+    check_model_fits(model, tokenizer, cfg.max_length)
+    check_coverage(args.data or Path(DATA_DIR) / "sft_train.jsonl", records, tokenizer)
     eval_fn = None
     if not args.no_eval and not args.data:
         sizes = PRESETS[preset_name(args.preset)]
@@ -109,8 +168,35 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_train_flags(args) -> None:
+    """Values of ``train``'s flags that could only fail (or silently do nothing) once training runs."""
+    _positive("--lr", args.lr, allow_none=False)
+    _positive("--max-steps", args.max_steps, allow_none=False)
+    _positive("--global-batch", args.global_batch, allow_none=False)
+    _positive("--mini-batch", args.mini_batch, allow_none=False)
+    _positive("--micro-batch", args.micro_batch)
+    _positive("--clip", args.clip, allow_none=False)
+    _not_negative("--beta", args.beta)
+    _not_negative("--warmup-steps", args.warmup_steps)
+    _not_negative("--eval-every", args.eval_every)
+    _not_negative("--save-every", args.save_every)
+    _require(args.max_length >= 2, f"--max-length must be at least 2 (a prompt token and a target), got {args.max_length}")
+    _require(
+        args.global_batch % args.mini_batch == 0,
+        f"--global-batch ({args.global_batch}) must be a multiple of --mini-batch ({args.mini_batch})",
+    )
+    if args.micro_batch:
+        _require(
+            args.mini_batch % args.micro_batch == 0,
+            f"--mini-batch ({args.mini_batch}) must be a multiple of --micro-batch ({args.micro_batch})",
+        )
+
+
 def cmd_compare(args) -> int:
     from .compare import compare
+
+    _positive("--max-steps", args.max_steps)
+    _check_out_folder(args.out)
 
     out = Path(args.out)
     if args.threads:
@@ -126,6 +212,12 @@ def cmd_compare(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
+    from .train import check_device
+
+    _positive("--steps", args.steps)
+    check_device(args.device)
+    if args.out is not None:
+        _require(not Path(args.out).is_dir(), f"--out {args.out}: is a folder; bench writes one JSON file")
 
     run_bench(preset_name(args.preset), steps=args.steps, device=args.device, out=args.out)
     return 0
@@ -133,12 +225,25 @@ def cmd_bench(args) -> int:
 
 def cmd_rl(args) -> int:
     from .rl import main as rl_main
+    from .train import check_device
+
+    check_rl_flags(args)
+    _not_negative("--save-every", args.save_every)
+    check_device(args.device)
 
     return rl_main(args)
 
 
 def cmd_rl_compare(args) -> int:
     from .rl import compare_main
+    from .train import check_device
+
+    check_rl_flags(args)
+    for flag in ("updates_per_step", "num_prompts", "eval_prompts", "eval_samples"):
+        _positive("--" + flag.replace("_", "-"), getattr(args, flag), allow_none=False)
+    _not_negative("--eval-every", args.eval_every)
+    check_device(args.device)
+    _check_out_folder(args.out)
 
     return compare_main(args)
 
@@ -146,7 +251,22 @@ def cmd_rl_compare(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import main as sweep_main
 
+    _positive("--max-steps", args.max_steps)
+    _positive("--lr", args.lr)
+    _check_out_folder(args.out)
+
     return sweep_main(args)
+
+
+def check_rl_flags(args) -> None:
+    """GRPO settings shared by ``rl`` and ``rl-compare`` that cannot work."""
+    _positive("--lr", args.lr, allow_none=False)
+    _positive("--steps", args.steps, allow_none=False)
+    _positive("--prompts-per-step", args.prompts_per_step, allow_none=False)
+    _require(args.group_size >= 2, f"--group-size must be at least 2, got {args.group_size}")
+    _not_negative("--clip-low", args.clip_low)
+    _positive("--clip-high", args.clip_high, allow_none=False)
+    _not_negative("--beta", args.beta)
 
 
 def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
@@ -209,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-kl-log", action="store_true", help="skip logging KL to the base model (saves a forward)")
     p.add_argument("--compile", action="store_true", help="torch.compile (CUDA only)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --out/checkpoint.pt (only --max-steps, --eval-every, --save-every may change)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
@@ -236,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="rl_hard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=10)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --out/checkpoint.pt (only --steps and --save-every may change)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl)
 
@@ -269,7 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="rate of the neighbours/clip/refresh sweeps (default: the higher rate)")
     p.set_defaults(func=cmd_sweep)
+
+    debug_help = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():  # also accepted after the command's name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,23 +411,30 @@ def main(argv: list[str] | None = None) -> int:
     from .train import Interrupted, TrainingError
 
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return args.func(args)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except Interrupted as err:
         print(str(err), file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except TrainingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_TERMINATED if err.signum == signal.SIGTERM else EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as err:
+        if debug:
+            raise
+        if isinstance(err, (DataError, FileNotFoundError, ValueError)):
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(err, TrainingError):
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return EXIT_FAILED
+        if isinstance(err, OSError):
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"error: {type(err).__name__}: {_one_line(err)} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from . import tasks
@@ -64,6 +65,9 @@ def jsonl_bytes(records: Iterable[dict]) -> bytes:
 
 # ---------------------------------------------------------------- reading prompt/completion JSONL
 
+PROGRESS_BYTES = 8 * 2**20  # files at least this large show a progress bar while they are read
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, str]]:
     """Read and validate a prompt/completion JSONL file.
 
@@ -75,8 +79,13 @@ def read_jsonl(path: str | Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     records = []
-    with path.open("rb") as handle:
+    size = path.stat().st_size
+    # Streamed line by line: memory holds the records, never the file's text or a parsed copy of it.
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", leave=False,
+               disable=True if size < PROGRESS_BYTES else None)
+    with path.open("rb") as handle, bar:
         for number, raw in enumerate(handle, start=1):
+            bar.update(len(raw))
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -100,6 +109,49 @@ def read_jsonl(path: str | Path) -> list[dict[str, str]]:
     if not records:
         raise DataError(f"{path}: empty file (no records)")
     return records
+
+
+def uncovered_characters(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> list[str]:
+    """Characters of ``texts`` that ``tokenizer`` turns into its unknown token, sorted.
+
+    Empty for tokenizers without an unknown token (byte-level BPE such as GPT-2's encodes
+    every string), so only vocabularies with gaps, like the character tokenizer, are checked.
+    """
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return []
+    seen: set[str] = set()
+    for text in texts:
+        seen.update(text)
+    return sorted(c for c in seen if unk in tokenizer(c, add_special_tokens=False)["input_ids"])
+
+
+def check_coverage(path: str | Path, records: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse records with text the tokenizer cannot encode (it would become ``<unk>`` and be trained as a target).
+
+    Raises :class:`DataError` ``"<file>:<line>: ..."`` naming the first line that holds such
+    characters and the characters themselves.
+    """
+    texts = (text for r in records for text in (r["prompt"], r["completion"]))
+    bad = uncovered_characters(tokenizer, texts)
+    if not bad:
+        return
+    path, wanted = Path(path), set(bad)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            here = sorted(wanted & set(record["prompt"] + record["completion"]))
+            if here:
+                others = len(bad) - len(here)
+                more = f" ({others} more elsewhere in the file)" if others > 0 else ""
+                raise DataError(
+                    f"{path}:{number}: characters the tokenizer cannot encode: "
+                    + " ".join(repr(c) for c in here) + more
+                )
+    raise DataError(f"{path}: characters the tokenizer cannot encode: " + " ".join(repr(c) for c in bad))
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -275,11 +327,13 @@ __all__ = [
     "atomic_write_bytes",
     "build_datasets",
     "build_tokenizer",
+    "check_coverage",
     "check_data",
     "collate",
     "encode_records",
     "eval_prompts",
     "load_split",
     "read_jsonl",
+    "uncovered_characters",
     "write_data",
 ]

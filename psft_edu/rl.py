@@ -36,11 +36,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -52,9 +50,27 @@ from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
 from . import tasks
-from .data import Batch, atomic_write_bytes, collate, load_split, read_jsonl
+from .data import Batch, DataError, atomic_write_bytes, collate, load_split, read_jsonl, uncovered_characters
 from .evaluate import Samples, sample
-from .train import Interrupted, TrainingError, git_commit, save_model_atomic
+from .train import (
+    Interrupted,
+    RunError,
+    TrainingError,
+    check_model_fits,
+    check_run_folder,
+    config_differences,
+    git_commit,
+    load_model_for_run,
+    read_checkpoint,
+    read_log_until,
+    remove_stale_temporaries,
+    save_model_atomic,
+    write_checkpoint,
+)
+
+# Settings that may differ between a GRPO run and its ``--resume`` (length and cadence);
+# everything else must match the checkpoint's saved config.
+RL_RESUMABLE_SETTINGS = ("steps", "save_every", "eval_every", "eval_prompts", "eval_samples")
 
 
 @dataclass
@@ -242,16 +258,19 @@ def _save_checkpoint(out: Path, model, optimizer, reference, step: int, cfg: RLC
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "config": asdict(cfg),
     }
-    with tempfile.NamedTemporaryFile(dir=out, prefix=".checkpoint.", suffix=".tmp", delete=False) as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, out / "checkpoint.pt")
+    write_checkpoint(state, out / "checkpoint.pt")
 
 
-def _load_checkpoint(path: Path, model, optimizer, reference) -> int:
+def _load_checkpoint(path: Path, model, optimizer, reference, cfg: RLConfig | None = None) -> int:
+    """Restore ``path`` (``weights_only=True``); with ``cfg``, refuse a run saved with other settings."""
     device = next(model.parameters()).device
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = read_checkpoint(path, device)
+    if cfg is not None:
+        differences = config_differences(state["config"], asdict(cfg), RL_RESUMABLE_SETTINGS)
+        if differences:
+            raise RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
+        if state["step"] > cfg.steps:
+            raise RunError(f"{path}: the checkpoint is at step {state['step']}, past --steps {cfg.steps}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if reference is not None and state.get("reference") is not None:
@@ -263,13 +282,9 @@ def _load_checkpoint(path: Path, model, optimizer, reference) -> int:
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict]:
-    """Records of a JSONL log with ``step <= up_to_step``; the file is rewritten to hold only those."""
-    if not path.exists():
-        return []
-    kept = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in kept if r["step"] <= up_to_step]
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
-    return kept
+    """Records of a JSONL log with ``step <= up_to_step``; the file is rewritten to hold only those
+    (a half-written last line is dropped with a note, see :func:`psft_edu.train.read_log_until`)."""
+    return read_log_until(path, up_to_step)
 
 
 def _append(path: Path | None, record: dict) -> None:
@@ -318,12 +333,14 @@ def grpo(
     evals_path = out / "evals.jsonl" if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
         if resume and (out / "checkpoint.pt").exists():
-            step = _load_checkpoint(out / "checkpoint.pt", model, optimizer, reference)
+            step = _load_checkpoint(out / "checkpoint.pt", model, optimizer, reference, cfg)
             history, evals = _read_log(metrics_path, step), _read_log(evals_path, step)
         else:
             metrics_path.unlink(missing_ok=True)
             evals_path.unlink(missing_ok=True)
+            (out / "checkpoint.pt").unlink(missing_ok=True)
         config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
         atomic_write_bytes(out / "config.json", json.dumps(config, indent=2).encode())
 
@@ -342,10 +359,18 @@ def grpo(
             _save_checkpoint(out, model, optimizer, reference, step, cfg)
 
     interrupted = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-    own_handler = threading.current_thread() is threading.main_thread() and previous is not None
+    received: list[int] = []  # the signal that stopped the run: Ctrl-C (SIGINT) or SIGTERM
+
+    def on_signal(signum, frame) -> None:  # noqa: ARG001
+        received.append(signum)
+        interrupted.set()
+
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in stop_signals}
+    own_handler = threading.current_thread() is threading.main_thread() and previous[signal.SIGINT] is not None
     if own_handler:
-        signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+        for signum in stop_signals:
+            signal.signal(signum, on_signal)
     device = next(model.parameters()).device
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", disable=not progress, leave=False)
     try:
@@ -363,7 +388,8 @@ def grpo(
             try:
                 stats = update_policy(model, optimizer, batch, advantages.to(device), cfg, reference)
             except TrainingError as err:
-                where = f"the last good checkpoint is {out / 'checkpoint.pt'}" if out is not None else "stopping"
+                saved = out is not None and (out / "checkpoint.pt").exists()
+                where = f"the last good checkpoint is {out / 'checkpoint.pt'}" if saved else "stopping; no checkpoint was saved"
                 raise TrainingError(f"step {step + 1}: {err}; {where}") from None
             step += 1
             record = {"step": step, **sample_metrics(batch_prompts, samples, rewards), **stats, "lr": optimizer.param_groups[0]["lr"]}
@@ -378,7 +404,9 @@ def grpo(
             if interrupted.is_set():
                 save()
                 where = f"checkpoint saved to {out / 'checkpoint.pt'}, continue with --resume" if out is not None else "nothing saved"
-                raise Interrupted(f"interrupted at step {step}; {where}")
+                signum = received[0] if received else signal.SIGINT
+                what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+                raise Interrupted(f"{what} at step {step}; {where}", signum)
         evaluate()
         save()
         if out is not None:
@@ -386,7 +414,8 @@ def grpo(
     finally:
         bar.close()
         if own_handler:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     return history
 
 
@@ -650,11 +679,15 @@ def main(args) -> int:
     """``python -m psft_edu rl``: GRPO from ``--init`` on ``--split``, written to ``--out``."""
     from .data import eval_prompts
     from .evaluate import evaluate_model
-    from .models import load_model
 
     prompts = load_prompts(args.split)  # validate the data before anything is written
     cfg = config_from_args(args, save_every=args.save_every, init=str(args.init))
-    model, tokenizer = load_model(args.init, device=args.device)
+    check_run_folder(args.out, args.resume, getattr(args, "overwrite", False))
+    model, tokenizer = load_model_for_run(args.init, args.device)
+    check_model_fits(model, tokenizer)
+    uncovered = uncovered_characters(tokenizer, prompts)
+    if uncovered:
+        raise DataError(f"{args.split}: prompts hold characters the tokenizer cannot encode: " + " ".join(map(repr, uncovered)))
     per_family = {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES}
 
     def eval_fn(m: torch.nn.Module, step: int) -> dict:  # noqa: ARG001

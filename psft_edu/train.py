@@ -10,9 +10,11 @@ so PSFT costs one extra no-grad forward over (K-1)/K of each global batch.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,7 +87,208 @@ class TrainingError(RuntimeError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training; a checkpoint has been written."""
+    """Ctrl-C or SIGTERM during training; a checkpoint has been written.
+
+    ``signum`` is the signal that stopped the run (``signal.SIGINT`` or ``signal.SIGTERM``).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class RunError(ValueError):
+    """A run folder or checkpoint that cannot be used as asked; the message is one line."""
+
+
+# Settings that may differ between a run and its ``--resume``: how long it goes on and how
+# often it evaluates and saves. Everything else must match the checkpoint's saved config.
+RESUMABLE_SETTINGS = ("max_steps", "eval_every", "eval_prompts", "eval_samples", "save_every", "compile")
+RUN_FILES = ("metrics.jsonl", "evals.jsonl", "checkpoint.pt", "model")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried, since ``os.access`` says yes to root)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def check_writable_folder(out: str | Path, flag: str = "--out") -> None:
+    """``out`` must be a folder this process can write in, or one it can create (one-line :class:`RunError`)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{flag} {out}: is a file, not a folder")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"{flag} {out}: {existing} is a file, not a folder")
+    if not _writable(existing):
+        raise RunError(f"{flag} {out}: cannot write in {existing}")
+
+
+def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse an ``--out`` that cannot hold this run, before anything is written.
+
+    ``out`` must be a writable folder (or creatable under a writable one). With ``resume`` it
+    must hold ``checkpoint.pt``; without, it must not hold a run unless ``overwrite``.
+    Raises :class:`RunError` with one line.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other: continue the run or replace it")
+    check_writable_folder(out)
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise RunError(f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh")
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise RunError(
+            f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume or replace it with --overwrite"
+        )
+
+
+def check_device(name: str | None) -> None:
+    """Refuse a ``--device`` that torch does not know or this machine does not have (one-line :class:`RunError`)."""
+    if name is None:
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RunError(f"--device {name}: not a device (try cpu, cuda, cuda:0 or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise RunError(f"--device {name}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise RunError(f"--device {name}: only cpu, cuda and mps are supported")
+
+
+def load_model_for_run(spec: str | Path | None, device: str | None = None):
+    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`."""
+    from .models import load_model
+
+    try:
+        return load_model(spec, device=device)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"cannot load model {spec}: {first}") from None
+
+
+def check_model_fits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int | None = None) -> None:
+    """Refuse sizes that would only fail mid-run: a vocabulary smaller than the tokenizer's, or
+    ``max_length`` above the model's positions (one-line :class:`RunError`)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < len(tokenizer):
+        raise RunError(
+            f"the model's vocabulary ({rows} tokens) is smaller than its tokenizer's ({len(tokenizer)} tokens); "
+            "use the tokenizer the model was trained with"
+        )
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if max_length is not None and positions is not None and max_length > positions:
+        raise RunError(f"--max-length {max_length} is above the model's {positions} positions")
+
+
+def config_differences(saved: dict, requested: dict, may_change: tuple[str, ...] = RESUMABLE_SETTINGS) -> list[str]:
+    """``"name: saved -> requested"`` for every setting that differs and may not change on resume."""
+    return [
+        f"{key}: {saved.get(key)!r} -> {requested.get(key)!r}"
+        for key in sorted(set(saved) | set(requested))
+        if key not in may_change and saved.get(key) != requested.get(key)
+    ]
+
+
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain values, never code.
+
+    A file that holds other objects (a crafted pickle) or cannot be read is refused with a
+    one-line :class:`RunError`; nothing in it runs.
+    """
+    import pickle
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise RunError(f"{path}: corrupt or not a checkpoint (unreadable as tensors and plain values)") from None
+        raise RunError(
+            f"{path}: refused: it would load {found.group(1)}, not only tensors and plain values; nothing in it was run"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
+        raise RunError(f"{path}: not a checkpoint of this package (missing model, optimizer, step or config)")
+    return state
+
+
+def write_checkpoint(state: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place.
+
+    If writing fails (a full disk, a file-size limit) the temporary file is removed, the
+    previous checkpoint stays as it was, and :class:`TrainingError` says so in one line.
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".checkpoint.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException as err:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
+            raise TrainingError(f"could not write {path} ({err.strerror or err}); {kept}") from None
+        raise
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete ``.checkpoint.*.tmp`` left behind by a killed run (they only take space)."""
+    for stale in out.glob(".checkpoint.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def read_log_until(path: Path, step: int) -> list[dict]:
+    """Records of a JSONL log with ``"step" <= step``; rewrites the file to hold only those.
+
+    A half-written last line (a run killed while appending) is dropped with a note on stderr;
+    a broken line elsewhere is a :class:`RunError` naming ``file:line``.
+    """
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    kept, raw = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            at = record["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            if number == len(lines):
+                print(f"note: {path}:{number}: dropped a half-written last line", file=sys.stderr)
+                continue
+            raise RunError(f"{path}:{number}: not a log record; the log is damaged") from None
+        if at <= step:
+            kept.append(record)
+            raw.append(line)
+    atomic_write_bytes(path, "".join(line + "\n" for line in raw).encode())
+    return kept
 
 
 def objective_loss(
@@ -168,7 +371,18 @@ class Trainer:
         self.reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
         self.ids, self.prompt_lengths, self.truncated = encode_records(records, tokenizer, cfg.max_length)
         if len(self.ids) < cfg.global_batch:
-            raise ValueError(f"need at least global_batch={cfg.global_batch} records, got {len(self.ids)}")
+            fitted = len(self.ids) // cfg.mini_batch * cfg.mini_batch
+            if fitted == 0:
+                raise ValueError(
+                    f"{len(self.ids)} record(s) are fewer than one mini-batch ({cfg.mini_batch}); "
+                    "lower --mini-batch and --global-batch or add data"
+                )
+            print(
+                f"note: {len(self.ids)} records are fewer than --global-batch {cfg.global_batch}; "
+                f"using a global batch of {fitted} ({fitted // cfg.mini_batch} mini-batches of {cfg.mini_batch})",
+                file=sys.stderr,
+            )
+            cfg.global_batch = fitted  # in place: the caller's config and config.json show what runs
         fused = self.device.type == "cuda"
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -184,6 +398,8 @@ class Trainer:
         self.epoch, self.position = 0, 0  # data order: permutation of epoch, next index in it
         self.history: list[dict] = []
         self._interrupted = False
+        self._fingerprint: str | None = None
+        self._signal: int = signal.SIGINT
 
     # ------------------------------------------------------------ helpers
     def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -280,10 +496,11 @@ class Trainer:
         record = {"step": self.step + 1, **dict(zip(keys, numbers[:-1])), "grad_norm": numbers[-1], "lr": lr}
         if not all(math.isfinite(v) for v in numbers):
             self.optimizer.zero_grad(set_to_none=True)
-            raise TrainingError(
-                f"step {self.step + 1}: non-finite loss or gradient (loss={record['loss']}); "
-                + (f"the last good checkpoint is {self.out / 'checkpoint.pt'}" if self.out else "stopping")
-            )
+            if self.out is not None and (self.out / "checkpoint.pt").exists():
+                where = f"the last good checkpoint is {self.out / 'checkpoint.pt'}"
+            else:
+                where = "stopping; no checkpoint was saved before it"
+            raise TrainingError(f"step {self.step + 1}: non-finite loss or gradient (loss={record['loss']}); {where}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -307,20 +524,42 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": asdict(self.cfg),
             "reference": self.reference.state_dict() if self.reference is not None else None,
+            "data": self.data_fingerprint(),
         }
+
+    def data_fingerprint(self) -> str:
+        """SHA-256 of the encoded training sequences: a resumed run must see the same data."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for seq, start in zip(self.ids, self.prompt_lengths):
+                digest.update(f"{start}:{','.join(map(str, seq))};".encode())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def save_checkpoint(self) -> None:
         if self.out is None:
             return
         self._flush_metrics()
-        with tempfile.NamedTemporaryFile(dir=self.out, prefix=".checkpoint.", suffix=".tmp", delete=False) as handle:
-            torch.save(self.state_dict(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, self.out / "checkpoint.pt")
+        write_checkpoint(self.state_dict(), self.out / "checkpoint.pt")
 
     def load_checkpoint(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        """Continue from ``path`` (loaded with ``weights_only=True``).
+
+        Refuses a checkpoint whose saved config differs from this trainer's in anything but
+        :data:`RESUMABLE_SETTINGS` (how long to train, how often to evaluate and save). With
+        ``schedule="cosine"`` ``max_steps`` sets the decay, so it must match too.
+        """
+        state = read_checkpoint(path, self.device)
+        may_change = RESUMABLE_SETTINGS if self.cfg.schedule == "constant" else tuple(
+            k for k in RESUMABLE_SETTINGS if k != "max_steps"
+        )
+        differences = config_differences(state["config"], asdict(self.cfg), may_change)
+        if differences:
+            raise RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
+        if state["step"] > self.cfg.max_steps:
+            raise RunError(f"{path}: the checkpoint is at step {state['step']}, past --max-steps {self.cfg.max_steps}")
+        if state.get("data") not in (None, self.data_fingerprint()):
+            raise RunError(f"{path}: --resume with other training data than the saved run (--data or its contents differ)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -333,10 +572,7 @@ class Trainer:
         if self.out is not None:
             # Drop log lines written after the checkpoint; they will be produced again.
             for name in ("metrics.jsonl", "evals.jsonl"):
-                path = self.out / name
-                if path.exists():
-                    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
-                    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+                read_log_until(self.out / name, self.step)
 
     # ------------------------------------------------------------ logging
     _pending: list[tuple[str, dict]]
@@ -374,20 +610,22 @@ class Trainer:
         self._pending, self.evals = [], []
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out)
             if resume and (self.out / "checkpoint.pt").exists():
                 self.load_checkpoint(self.out / "checkpoint.pt")
             else:
-                for name in ("metrics.jsonl", "evals.jsonl"):
+                for name in ("metrics.jsonl", "evals.jsonl", "checkpoint.pt"):
                     (self.out / name).unlink(missing_ok=True)
             config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
             atomic_write_bytes(self.out / "config.json", json.dumps(config, indent=2).encode())
         if self.truncated:
             print(f"note: {self.truncated} example(s) longer than {cfg.max_length} tokens were truncated", file=sys.stderr)
 
-        previous = signal.getsignal(signal.SIGINT)
-        in_main_thread = previous is not None and _is_main_thread()
+        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        in_main_thread = previous[signal.SIGINT] is not None and _is_main_thread()
         if in_main_thread:
-            signal.signal(signal.SIGINT, self._on_sigint)
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._on_sigint)
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.objective, disable=not self.progress, leave=False)
         try:
             if self.step == 0 and cfg.eval_every:
@@ -408,7 +646,9 @@ class Trainer:
                     self.save_checkpoint()
                 if self._interrupted:
                     self.save_checkpoint()
-                    raise Interrupted(f"interrupted at step {self.step}; checkpoint saved, continue with --resume")
+                    what = "terminated (SIGTERM)" if self._signal == signal.SIGTERM else "interrupted"
+                    where = "checkpoint saved, continue with --resume" if self.out is not None else "nothing saved"
+                    raise Interrupted(f"{what} at step {self.step}; {where}", self._signal)
             self._evaluate()
             self.save_checkpoint()
             if self.out is not None:
@@ -417,11 +657,14 @@ class Trainer:
             bar.close()
             self._flush_metrics()
             if in_main_thread:
-                signal.signal(signal.SIGINT, previous)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
         return self.history
 
     def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        """Ctrl-C and SIGTERM: finish the global batch, save, then stop (see :meth:`train`)."""
         self._interrupted = True
+        self._signal = signum
 
 
 def _is_main_thread() -> bool:
@@ -430,4 +673,22 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-__all__ = ["OBJECTIVES", "Interrupted", "TrainConfig", "Trainer", "TrainingError", "objective_loss"]
+__all__ = [
+    "OBJECTIVES",
+    "RESUMABLE_SETTINGS",
+    "Interrupted",
+    "RunError",
+    "TrainConfig",
+    "Trainer",
+    "TrainingError",
+    "check_device",
+    "check_model_fits",
+    "check_run_folder",
+    "check_writable_folder",
+    "config_differences",
+    "load_model_for_run",
+    "objective_loss",
+    "read_checkpoint",
+    "read_log_until",
+    "write_checkpoint",
+]
