@@ -1,4 +1,4 @@
-"""Checkers for the "implement it" and "predict, then run" exercises of notebooks 07 and 08.
+"""Checkers for the "implement it" and "predict, then run" exercises of notebooks 06, 07 and 08.
 
 Every ``check_*`` function prints one message and returns:
 
@@ -322,3 +322,46 @@ def check_k3_kl_impl(fn: Callable | None) -> bool | None:
             return _report(False, f"on {name}: " + _k3_mistake(got, safe_logp, safe_ref, mask))
     return _report(True, "your estimate matches objectives.kl_to_reference on every case: 0 when the two policies agree, "
                          "never negative, and blind to masked positions.")
+
+
+# ---------------------------------------------------------------- 06: the exact KL to the base
+
+
+def _kl_cases() -> list[tuple[str, dict]]:
+    gen = torch.Generator().manual_seed(6)
+    p, q = torch.randn(3, 5, 44, generator=gen) * 2, torch.randn(3, 5, 44, generator=gen) * 2
+    peaked = q.clone()
+    peaked[..., 0] = 40.0  # a reference that is almost certain of one token
+    return [
+        ("random logits [3, 5, 44]", {"logits": p, "ref_logits": q}),
+        ("identical distributions (the KL must be 0)", {"logits": p, "ref_logits": p.clone()}),
+        ("logits shifted by a constant (the same distribution)", {"logits": p, "ref_logits": p + 3.0}),
+        ("a near one-hot reference", {"logits": p, "ref_logits": peaked}),
+    ]
+
+
+def check_exact_kl_impl(fn: Callable | None) -> bool | None:
+    """Notebook 06: ``fn(logits, ref_logits)`` must return KL(softmax(logits) || softmax(ref_logits)) per position."""
+    from .exercises import check_implementation
+    from .objectives import exact_kl
+
+    def swapped(logits, ref_logits):
+        return exact_kl(ref_logits, logits)
+
+    def probs_not_logs(logits, ref_logits):
+        p, q = logits.float().softmax(-1), ref_logits.float().softmax(-1)
+        return (p * (p - q)).sum(-1)
+
+    def one_term(logits, ref_logits):
+        p, q = logits.float().log_softmax(-1), ref_logits.float().log_softmax(-1)
+        return (p - q).sum(-1)
+
+    mistakes = [
+        ("that is KL(base || model): the arguments of the KL are swapped; weight by the model's probabilities", swapped),
+        ("use log-probabilities in the difference, not probabilities", probs_not_logs),
+        ("each term log p - log q must be weighted by p before summing over the vocabulary", one_term),
+    ]
+    return check_implementation(
+        fn, exact_kl, _kl_cases, "my_exact_kl", mistakes,
+        hint="log_softmax both, then (p.exp() * (log p - log q)).sum(-1)",
+    )

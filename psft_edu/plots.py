@@ -132,7 +132,7 @@ def _views(summary: dict) -> list[tuple[str, dict]]:
     return [("main", summary)] + ([("prolonged", summary["long"])] if "long" in summary else [])
 
 
-def _draw_entropy(fig, summary: dict) -> None:
+def draw_entropy_views(fig, summary: dict) -> None:
     views = _views(summary)
     axes = fig.subplots(len(views), 2, squeeze=False)
     for row, (label, view) in zip(axes, views):
@@ -141,7 +141,7 @@ def _draw_entropy(fig, summary: dict) -> None:
     axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
-def _draw_kl(fig, summary: dict) -> None:
+def draw_kl_views(fig, summary: dict) -> None:
     views = _views(summary)
     axes = fig.subplots(len(views), 2, squeeze=False)
     for row, (label, view) in zip(axes, views):
@@ -150,7 +150,7 @@ def _draw_kl(fig, summary: dict) -> None:
     axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
-def _draw_pareto(fig, summary: dict) -> None:
+def draw_pareto_views(fig, summary: dict) -> None:
     views = _views(summary)
     axes = fig.subplots(len(views), 2, squeeze=False)
     for row, (label, view) in zip(axes, views):
@@ -174,9 +174,9 @@ def save_compare_figures(summary: dict, out: str | Path) -> list[str]:
     rows = len(_views(summary))
     paths = []
     for name, draw, size in (
-        ("entropy_vs_step.png", _draw_entropy, (12, 3.6 * rows)),
-        ("pareto.png", _draw_pareto, (12, 3.8 * rows)),
-        ("kl_vs_step.png", _draw_kl, (12, 3.6 * rows)),
+        ("entropy_vs_step.png", draw_entropy_views, (12, 3.6 * rows)),
+        ("pareto.png", draw_pareto_views, (12, 3.8 * rows)),
+        ("kl_vs_step.png", draw_kl_views, (12, 3.6 * rows)),
         ("accuracy.png", lambda fig, s: plot_accuracy(s, fig.add_subplot(111)), (8, 4)),
     ):
         fig = plt.figure(figsize=size)

@@ -3,15 +3,15 @@
 Five families; each has a seeded prompt generator, a verifier and (all are finite
 here) the set of valid answers for a prompt:
 
-==============  ==================================  ==============  ============
-family          example prompt -> completion        valid answers   role
-==============  ==================================  ==============  ============
-``make_sum``    ``make 14 from 3 5 9 11 2:`` `` 3+11``  one or more     in-domain
-``add``         ``add 23 48:`` `` 71``               exactly one     out-of-domain
-``reverse``     ``reverse abcde:`` `` edcba``        exactly one     out-of-domain
-``sort``        ``sort 5 2 9 1:`` `` 1 2 5 9``       exactly one     out-of-domain
-``even``        ``even between 12 and 30:`` `` 18``  many            out-of-domain
-==============  ==================================  ==============  ============
+============  ===================================  =================  =============
+family        example prompt -> completion         valid answers      role
+============  ===================================  =================  =============
+``make_sum``  ``make 12 from 3 9 5:`` `` 3+9``     two (both orders)  in-domain
+``add``       ``add 23 48:`` `` 71``               exactly one        out-of-domain
+``reverse``   ``reverse abcde:`` `` edcba``        exactly one        out-of-domain
+``sort``      ``sort 5 2 9 1:`` `` 1 2 5 9``       exactly one        out-of-domain
+``even``      ``even between 12 and 30:`` `` 18``  many               out-of-domain
+============  ===================================  =================  =============
 
 The base model learns every family from a pretraining mixture (:func:`pretrain_completion`).
 Four families are clean: answers drawn uniformly from the valid set, a spread-out "own"

@@ -207,3 +207,20 @@ def test_notebook_exercises_build_predict_and_fold_a_solution(name) -> None:
                    if o.get("output_type") == "execute_result"]
         assert "Correct" not in printed and "Not yet" not in printed, src[:60]
         assert not any(r.strip() in ("True", "False") for r in results), f"{src[:60]} shows a boolean result"
+
+
+def test_exact_kl_checker(capsys) -> None:
+    from psft_edu.exercises_late import check_exact_kl_impl
+
+    def right(logits, ref_logits):
+        p, q = logits.log_softmax(-1), ref_logits.log_softmax(-1)
+        return (p.exp() * (p - q)).sum(-1)
+
+    def swapped(logits, ref_logits):
+        return right(ref_logits, logits)
+
+    assert check_exact_kl_impl(None) is None
+    assert "Not attempted" in capsys.readouterr().out
+    assert check_exact_kl_impl(right) is True
+    assert check_exact_kl_impl(swapped) is False
+    assert "swapped" in capsys.readouterr().out

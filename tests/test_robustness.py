@@ -365,7 +365,7 @@ def test_large_jsonl_shows_progress_and_stays_compact(tmp_path, monkeypatch):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(records) == 4 * 2048
+    assert len(records) == 4 * len(load_split("sft_train"))
     assert len(seen) == 1 and seen[0].total == size and seen[0].n == size and not seen[0].disable
     assert peak < 6 * size, peak / size
     with pytest.raises(DataError):  # still validated line by line

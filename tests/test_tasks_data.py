@@ -73,7 +73,7 @@ def test_generator_rejects_something_else_than_a_random_random(family, bad_rng):
 @pytest.mark.parametrize(
     "family,kwargs,error,message",
     [
-        ("make_sum", {"count": 2}, ValueError, r"make_sum: count must be in \[3, max_value=19\], got 2"),
+        ("make_sum", {"count": 2}, ValueError, r"make_sum: count must be in \[3, max_value=9\], got 2"),
         ("make_sum", {"count": 8, "max_value": 7}, ValueError, r"count must be in \[3, max_value=7\], got 8"),
         ("make_sum", {"min_pairs": 0}, ValueError, r"min_pairs must be in \[1, 2\], got 0"),
         ("make_sum", {"min_pairs": 3}, ValueError, r"min_pairs must be in \[1, 2\], got 3"),
