@@ -21,6 +21,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -139,11 +141,31 @@ def ensure_base(preset: str, device: str | torch.device | None = None, progress:
     )
     from .pretrain import pretrain
 
-    started = time.time()
-    pretrain(p.name, out=target, device=str(device), progress=progress)
-    shutil.rmtree(target.with_name(target.name + ".run"), ignore_errors=True)  # the trainer's work folder
+    with _build_lock(target):
+        if (target / "config.json").exists():  # another process built it while this one waited
+            return target
+        started = time.time()
+        pretrain(p.name, out=target, device=str(device), progress=progress)
+        shutil.rmtree(target.with_name(target.name + ".run"), ignore_errors=True)  # the trainer's work folder
     print(f"built the `{p.name}` base in {format_duration(time.time() - started)}: {target}", file=sys.stderr, flush=True)
     return target
+
+
+@contextmanager
+def _build_lock(target: Path) -> Iterator[None]:
+    """One build of a base at a time: an exclusive lock on ``<target>.lock`` (POSIX; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 __all__ = [

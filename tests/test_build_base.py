@@ -98,6 +98,19 @@ def test_gpu_builds_without_being_forced(tiny_gpt2, monkeypatch):
         ensure_base("gpt2", device="cpu")
 
 
+def test_a_base_built_by_another_process_meanwhile_is_not_built_again(tiny_gpt2, monkeypatch):
+    def other_process_finishes(preset, device=None):
+        tiny_gpt2.mkdir(parents=True)
+        (tiny_gpt2 / "config.json").write_text("{}")
+        return 60.0, 10.0
+
+    monkeypatch.setattr(build_base, "estimate_build_seconds", other_process_finishes)
+    from psft_edu import pretrain as pretrain_module
+
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda *a, **k: pytest.fail("built twice"))
+    assert ensure_base("gpt2", device="meta") == tiny_gpt2
+
+
 def test_never_policy_does_not_probe(tiny_gpt2, monkeypatch):
     monkeypatch.setenv(BUILD_ENV, "0")
     monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda *a, **k: pytest.fail("probed"))
