@@ -97,6 +97,8 @@ def probe_seconds_per_step(
     _sync(device)
     seconds = (time.perf_counter() - started) / steps
     del trainer, model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the probe's model and optimiser state, before the real build
     return seconds * p.pretrain_batch / batch
 
 
