@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= small
+MODEL ?=
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.psft-edu-installed
@@ -41,8 +42,9 @@ test-browser: setup
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 	$(TEST_ENV) $(PY) -m pytest -q -m browser tests
 
+# MODEL=hf:gpt2 (or a folder): a pretrained model as the base, mid-trained on the task world first.
 compare: setup
-	$(PY) -m psft_edu compare --preset $(PRESET) --out runs/compare
+	$(PY) -m psft_edu compare --preset $(PRESET) --out runs/compare $(if $(MODEL),--model $(MODEL))
 
 bench: setup
 	$(PY) -m psft_edu bench --preset $(PRESET)

@@ -204,7 +204,8 @@ def cmd_compare(args) -> int:
 
         torch.set_num_threads(args.threads)
     seeds = tuple(args.seeds) if args.seeds else None
-    summary = compare(preset_name(args.preset), seeds, out, max_steps=args.max_steps, long=not args.no_long)
+    summary = compare(preset_name(args.preset), seeds, out, max_steps=args.max_steps, long=not args.no_long,
+                      model=args.model, midtrain_steps=args.midtrain_steps)
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.md'}  (summary.json and figures beside it; {summary['seconds']} s)")
     return 0
@@ -342,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
     p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--model", default=None,
+                   help="a pretrained causal LM (folder or hf:<id>, own tokenizer) as the base, mid-trained on the task world first")
+    p.add_argument("--midtrain-steps", type=int, default=None, help="with --model: mid-training steps (default 1000)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("bench", help="speed and memory benchmark (ratios measured in one run)")

@@ -313,11 +313,16 @@ def compare(
     max_steps: int | None = None,
     long: bool = True,
     long_settings: CompareSettings | None = None,
+    model: str | None = None,
+    midtrain_steps: int | None = None,
 ) -> dict:
     """Run both views and write ``summary.json``, ``report.md`` and figures to ``out``.
 
     ``seeds`` and ``max_steps`` override the main view's budget (for quick runs); the prolonged
     view keeps its own unless ``long_settings`` is given, and ``long=False`` skips it.
+    ``model`` (a folder or ``hf:<id>`` with its own tokenizer) replaces the preset's base: it is
+    mid-trained on the task world first (``midtrain_steps``) and perplexity on held-out English
+    is reported too (:mod:`psft_edu.pretrained`); the preset then only sets the budgets.
     """
     from .plots import save_compare_figures
 
@@ -330,15 +335,24 @@ def compare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    summary = run_view(p.name, settings, run_specs(settings), "compare", out / "main", progress)
+    base = p.name
+    if model:  # a pretrained model, taught the task world first, is the base of every run
+        from .pretrained import midtrain
+
+        base = str(midtrain(model, out / "base", steps=midtrain_steps, progress=progress))
+    summary = run_view(base, settings, run_specs(settings), "compare", out / "main", progress)
     summary["threads"] = torch.get_num_threads()
     if long:
         long_settings = long_settings or LONG_SETTINGS[p.name]
-        summary["long"] = run_view(p.name, long_settings, long_specs(long_settings), "long", out / "long", progress)
+        summary["long"] = run_view(base, long_settings, long_specs(long_settings), "long", out / "long", progress)
     summary["seconds"] = round(time.time() - started, 1)
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
     figures = save_compare_figures(summary, out)
     write_report(summary, out / "report.md", figures)
+    if model:
+        from .pretrained import report_lm_retention
+
+        report_lm_retention(summary, model, base, out)  # perplexity on English, added to summary.json and report.md
     return summary
 
 

@@ -117,7 +117,8 @@ def load_model(
     """Load ``(model, tokenizer)`` from a preset name, a local folder or a hub id.
 
     * ``"tiny"``, ``"small"``, ``"gpt2"`` (or ``None`` for ``$PSFT_EDU_PRESET``): the shipped
-      base checkpoint of that preset;
+      base checkpoint of that preset; a missing one (``gpt2``) is built on first use, or refused
+      on a CPU with an estimate of the time (:func:`psft_edu.build_base.ensure_base`);
     * a folder written by ``save_pretrained``;
     * ``"hf:<model id>"``, for example ``"hf:gpt2"``: from the Hugging Face hub (needs the hub,
       or the model in the local cache with ``HF_HUB_OFFLINE=1``).
@@ -125,9 +126,9 @@ def load_model(
     if spec is None or str(spec) in PRESETS:
         folder: str = str(checkpoint_path(preset_name(str(spec) if spec else None)))
         if not Path(folder, "config.json").exists():
-            raise FileNotFoundError(
-                f"{folder}: no base checkpoint; run `python -m psft_edu pretrain --preset {Path(folder).name}`"
-            )
+            from .build_base import ensure_base  # a missing base is built on first use (or refused on a CPU)
+
+            folder = str(ensure_base(preset_name(str(spec) if spec else None), device=device))
     elif str(spec).startswith("hf:"):
         folder = str(spec)[3:]
     else:

@@ -63,11 +63,19 @@ def user_checkpoint_dir(preset: str) -> Path:
     return (cache_dir() / "checkpoints" if data_is_read_only() else CHECKPOINT_DIR) / preset
 
 
+def built_checkpoint_dir(preset: str) -> Path:
+    """Where a missing preset base is built on first use (:mod:`psft_edu.build_base`): always the user cache."""
+    return cache_dir() / "checkpoints" / preset
+
+
 def base_checkpoint_dir(preset: str) -> Path:
     """The base checkpoint a preset name loads: the user's own (pretrained into the cache) first, else the shipped one."""
     own = user_checkpoint_dir(preset)
     if (own / "config.json").exists():
         return own
+    built = built_checkpoint_dir(preset)
+    if (built / "config.json").exists():
+        return built
     shipped = CHECKPOINT_DIR / preset
     return shipped if (shipped / "config.json").exists() else own
 
@@ -85,6 +93,7 @@ __all__ = [
     "SHIPPED_ROOT",
     "TOKENIZER_DIR",
     "base_checkpoint_dir",
+    "built_checkpoint_dir",
     "cache_dir",
     "data_is_read_only",
     "user_checkpoint_dir",

@@ -33,8 +33,20 @@ def base_evaluation(model: torch.nn.Module, tokenizer, prompts: int = MANIFEST_P
     return evaluate_model(model, tokenizer, per_family, MANIFEST_SAMPLES, seed=MANIFEST_SEED)
 
 
-def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: int | None = None, device: str | None = None) -> Path:
-    """Train the preset's base model from scratch and save it with a manifest."""
+def pretrain(
+    preset: str,
+    out: str | Path | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    eval_prompts: int = MANIFEST_PROMPTS,
+) -> Path:
+    """Train the preset's base model from scratch and save it with a manifest.
+
+    ``progress`` shows a progress bar with the time left; ``eval_prompts`` is the number of
+    prompts per family in the manifest's evaluation table.
+    """
     p = get_preset(preset)
     out = Path(out) if out else user_checkpoint_dir(p.name)  # never inside an installed package
     tokenizer = load_tokenizer()
@@ -53,10 +65,10 @@ def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: i
     )
     started = time.time()
     work = out.with_name(out.name + ".run")
-    Trainer(model, tokenizer, load_split("pretrain"), cfg, out=work).train()
+    Trainer(model, tokenizer, load_split("pretrain"), cfg, out=work, progress=progress).train()
     seconds = time.time() - started
     model.eval()
-    table = base_evaluation(model, tokenizer)
+    table = base_evaluation(model, tokenizer, prompts=eval_prompts)
     save_model_atomic(model, tokenizer, out)
     manifest = {
         "preset": p.name,
@@ -67,7 +79,7 @@ def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: i
         "train_seconds": round(seconds, 1),
         "device": str(next(model.parameters()).device),
         "parameters": sum(t.numel() for t in model.parameters()),
-        "evaluation": {"prompts_per_family": MANIFEST_PROMPTS, "samples": MANIFEST_SAMPLES, "seed": MANIFEST_SEED, "results": table},
+        "evaluation": {"prompts_per_family": eval_prompts, "samples": MANIFEST_SAMPLES, "seed": MANIFEST_SEED, "results": table},
     }
     atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     return out
