@@ -68,12 +68,12 @@ class CompareSettings:
 # minutes on 2 CPU cores at `small`). In the prolonged view one global batch is the whole small
 # demonstration set, so every epoch is one frozen old policy and K optimiser steps.
 SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(64, 256, 32, 1e-3, 1e-4, 32, 16, 4, seeds=(0,)),
+    "tiny": CompareSettings(192, 256, 32, 1e-3, 1e-4, 64, 16, 4, seeds=(0,)),
     "small": CompareSettings(128, 256, 32, 1e-3, 1e-4, 32, 24, 8),
     "gpt2": CompareSettings(400, 256, 32, 1e-4, 1e-5, 50, 64, 8, seeds=(0, 1, 2)),
 }
 LONG_SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(48, 128, 16, 1e-3, 1e-4, 24, 16, 4, seeds=(0,), train_records=128),
+    "tiny": CompareSettings(144, 128, 16, 1e-3, 1e-4, 48, 16, 4, seeds=(0,), train_records=128),
     "small": CompareSettings(144, 256, 32, 1e-3, 1e-4, 24, 24, 8, seeds=(0, 1, 2), train_records=256),
     "gpt2": CompareSettings(288, 256, 32, 1e-4, 1e-5, 32, 64, 8, seeds=(0, 1, 2), train_records=256),
 }
