@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .models import PRESETS, preset_name
+from .objectives import OBJECTIVES, PSFT_CLIP
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -156,7 +157,7 @@ def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=16)
     parser.add_argument("--clip-low", type=float, default=0.2)
-    parser.add_argument("--clip-high", type=float, default=0.28)
+    parser.add_argument("--clip-high", type=float, default=PSFT_CLIP)
     parser.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
 
 
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="fine-tune with one objective")
-    p.add_argument("--objective", default="psft", choices=["sft", "psft", "sft_kl", "dft", "asft"])
+    p.add_argument("--objective", default="psft", choices=list(OBJECTIVES))
     _preset_arg(p)
     p.add_argument("--model", default=None, help="folder or hf:<id> instead of the preset's base")
     p.add_argument("--data", default=None, help="prompt/completion JSONL instead of data/sft_train.jsonl")
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-batch", type=int, default=256)
     p.add_argument("--mini-batch", type=int, default=32)
     p.add_argument("--micro-batch", type=int, default=None)
-    p.add_argument("--clip", type=float, default=0.28)
+    p.add_argument("--clip", type=float, default=PSFT_CLIP)
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--never-refresh", action="store_true", help="PSFT: keep the base model as the old policy")
     p.add_argument("--max-length", type=int, default=64)

@@ -18,11 +18,12 @@ Everything here is NumPy; :func:`collapse_widget` adds ipywidgets sliders around
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .objectives import PSFT_CLIP
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -77,7 +78,7 @@ def simulate(
     objective: str,
     teacher: tuple[float, ...] | np.ndarray = TEACHERS["one answer"],
     lr: float = 0.3,
-    epsilon: float = 0.28,
+    epsilon: float = PSFT_CLIP,
     k: int = 8,
     epochs: int = 60,
     base_probs: tuple[float, ...] | np.ndarray = BASE_PROBS,
@@ -150,7 +151,7 @@ def draw(axes, sft: BanditRun, psft: BanditRun, teacher: np.ndarray | tuple[floa
     ax.legend(fontsize=7, loc="best")
 
 
-def figure(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: int = 60, teacher: str = "one answer"):
+def figure(lr: float = 0.3, epsilon: float = PSFT_CLIP, k: int = 8, epochs: int = 60, teacher: str = "one answer"):
     """The side-by-side figure at these settings (a matplotlib Figure), e.g. as the static fallback of the widget."""
     import matplotlib.pyplot as plt
 
@@ -165,16 +166,16 @@ def figure(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: int = 60,
 
 
 def _png(lr: float, epsilon: float, k: int, epochs: int, teacher: str, dpi: int = 72) -> bytes:
-    from matplotlib.figure import Figure
+    from .drawing import render_png
 
     q = TEACHERS[teacher]
-    fig = Figure(figsize=(12, 3.3))
-    axes = fig.subplots(1, 3)
-    draw(axes, simulate("sft", q, lr, epsilon, k, epochs), simulate("psft", q, lr, epsilon, k, epochs), q, k, epsilon)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.97, wspace=0.25)  # fixed: no extra layout pass
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
-    return buffer.getvalue()
+
+    def paint(fig) -> None:
+        axes = fig.subplots(1, 3)
+        draw(axes, simulate("sft", q, lr, epsilon, k, epochs), simulate("psft", q, lr, epsilon, k, epochs), q, k, epsilon)
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.97, wspace=0.25)  # fixed: no extra layout pass
+
+    return render_png(paint, (12, 3.3), dpi, layout=False, pil_kwargs={"compress_level": 1})
 
 
 def readout(lr: float, epsilon: float, k: int, epochs: int, teacher: str) -> str:
@@ -189,7 +190,7 @@ def readout(lr: float, epsilon: float, k: int, epochs: int, teacher: str) -> str
     return "\n".join(lines)
 
 
-def collapse_widget(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: int = 60,
+def collapse_widget(lr: float = 0.3, epsilon: float = PSFT_CLIP, k: int = 8, epochs: int = 60,
                     teacher: str = "one answer") -> ipywidgets.VBox:
     """Sliders for lr, ε, K and epochs and a teacher switch; the three panels of :func:`draw` redraw on every change."""
     import ipywidgets as widgets

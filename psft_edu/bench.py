@@ -41,7 +41,7 @@ def _records(preset: str, count: int, seq_len: int | None) -> list[dict]:
 
 def _model(preset: str, device: torch.device):
     p = get_preset(preset)
-    if p.name == "gpt2":
+    if p.bench.from_scratch:
         return new_model(p, load_tokenizer()).to(device), load_tokenizer()
     model, tok = load_model(p.name, device=device)
     return model.train(), tok
@@ -57,13 +57,13 @@ def time_ours(objective: str, preset: str, records, cfg_kwargs: dict, steps: int
     cfg = TrainConfig(objective=objective, max_steps=steps, log_kl=False, warmup_steps=0, **cfg_kwargs)
     trainer = Trainer(model, tok, records, cfg, progress=False)
     # Warm-up: one global batch, not timed.
-    cfg.max_steps = cfg.updates_per_batch
+    cfg.max_steps = cfg.refresh_every
     trainer.train()
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    cfg.max_steps = cfg.updates_per_batch + steps
+    cfg.max_steps = cfg.refresh_every + steps
     trainer.train()
     _sync(device)
     seconds = time.perf_counter() - start
@@ -218,14 +218,10 @@ def run_bench(
     """Run every measurement and print the table; returns it as a dict."""
     dev = pick_device(device)
     p = get_preset(preset)
-    if p.name == "gpt2":
-        cfg_kwargs = {"global_batch": 64, "mini_batch": 8, "max_length": 1024}
-        records = _records(p.name, 512, 1024)
-        steps = steps or 32
-    else:
-        cfg_kwargs = {"global_batch": 256, "mini_batch": 32, "max_length": 64}
-        records = _records(p.name, 2048, None)
-        steps = steps or 64
+    budget = p.bench  # shapes and step count of this preset (presets.py)
+    cfg_kwargs = budget.train_kwargs()
+    records = _records(p.name, budget.records, budget.synthetic_length)
+    steps = steps or budget.steps
     torch.manual_seed(0)
     results: dict = {"preset": p.name, "device": _device_name(dev), "steps": steps, "repeats": repeats, "rows": []}
 

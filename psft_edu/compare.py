@@ -30,6 +30,8 @@ from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import demonstration_metrics, evaluate_model, sample
 from .models import get_preset, load_model
+from .objectives import PSFT_CLIP
+from .presets import PRESETS, CompareSettings
 from .stats import describe, excludes_zero, paired_difference
 from .train import TrainConfig, Trainer
 
@@ -44,39 +46,9 @@ class RunSpec:
     global_batch: int | None = None
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    """Budget of one view of the comparison at one preset."""
-
-    max_steps: int
-    global_batch: int
-    mini_batch: int
-    high_lr: float  # the best in-domain rate of SFT in a scan: the "aggressive" rate
-    low_lr: float  # ten times lower: PSFT's rate in the paper-style pairing
-    eval_every: int  # optimiser steps between evaluations (checked between global batches)
-    eval_prompts: int  # prompts per family, the same at every evaluation point
-    eval_samples: int  # samples per prompt (k of pass@k)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    train_records: int | None = None  # demonstrations used (None: all of sft_train.jsonl)
-
-    @property
-    def refresh_every(self) -> int:
-        return self.global_batch // self.mini_batch
-
-
-# The main view and the prolonged view of each preset (chosen so `make compare` stays under 10
-# minutes on 2 CPU cores at `small`). In the prolonged view one global batch is the whole small
-# demonstration set, so every epoch is one frozen old policy and K optimiser steps.
-SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(64, 256, 32, 1e-3, 1e-4, 32, 16, 4, seeds=(0,)),
-    "small": CompareSettings(128, 256, 32, 1e-3, 1e-4, 32, 24, 8),
-    "gpt2": CompareSettings(400, 256, 32, 1e-4, 1e-5, 50, 64, 8, seeds=(0, 1, 2)),
-}
-LONG_SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(48, 128, 16, 1e-3, 1e-4, 24, 16, 4, seeds=(0,), train_records=128),
-    "small": CompareSettings(144, 256, 32, 1e-3, 1e-4, 24, 24, 8, seeds=(0, 1, 2), train_records=256),
-    "gpt2": CompareSettings(288, 256, 32, 1e-4, 1e-5, 32, 64, 8, seeds=(0, 1, 2), train_records=256),
-}
+# The main view and the prolonged view of each preset: their budgets live with the preset (presets.py).
+SETTINGS: dict[str, CompareSettings] = {name: p.compare for name, p in PRESETS.items()}
+LONG_SETTINGS: dict[str, CompareSettings] = {name: p.long for name, p in PRESETS.items()}
 
 
 def run_name(objective: str, lr: float) -> str:
@@ -143,7 +115,7 @@ def finetune(
         max_steps=settings.max_steps,
         global_batch=spec.global_batch or settings.global_batch,
         mini_batch=settings.mini_batch,
-        clip=spec.clip if spec.clip is not None else 0.28,
+        clip=spec.clip if spec.clip is not None else PSFT_CLIP,
         never_refresh=spec.never_refresh,
         seed=seed,
         eval_every=settings.eval_every,
@@ -393,7 +365,7 @@ def _view_header(view: dict, what: str) -> str:
     data = f"the first {st['train_records']} demonstrations" if st["train_records"] else "all demonstrations"
     return (
         f"{what}: {data}, {st['max_steps']} optimiser steps, global batch {st['global_batch']}, mini-batch "
-        f"{st['mini_batch']} (old policy refreshed every {st['refresh_every']} steps), PSFT ε 0.28; seeds "
+        f"{st['mini_batch']} (old policy refreshed every {st['refresh_every']} steps), PSFT ε {PSFT_CLIP:g}; seeds "
         f"{', '.join(map(str, st['seeds']))}; every evaluation {st['eval_prompts']} prompts per family × "
         f"{st['eval_samples']} samples at T = 1. Mean [95% interval over seeds]."
     )

@@ -19,7 +19,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from . import tasks
-from .models import DATA_DIR, TOKENIZER_DIR
+from .paths import DATA_DIR, TOKENIZER_DIR
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 CHARACTERS = " +-=:" + "0123456789" + "abcdefghijklmnopqrstuvwxyz"

@@ -764,13 +764,13 @@ def check_ppo_clip_impl(user_fn: Any) -> bool | None:
     """04, implement it: ``ppo_clip(logp, old_logp, advantages, mask, clip_low, clip_high)``, the loss -L^CLIP."""
     import torch
 
-    from .objectives import ppo_clip_loss
+    from .objectives import PPO_CLIP, PSFT_CLIP, ppo_clip_loss
 
     def reference(logp, old_logp, advantages, mask, clip_low, clip_high):
         return ppo_clip_loss(logp, old_logp, advantages, mask, clip_low, clip_high)[0]
 
     def cases() -> list[tuple[str, dict]]:
-        out = [(f"{label}, clip 0.2/0.28", {**c, "clip_low": 0.2, "clip_high": 0.28})
+        out = [(f"{label}, clip 0.2/0.28", {**c, "clip_low": PPO_CLIP, "clip_high": PSFT_CLIP})
                for label, c in _logp_cases(with_old=True, with_adv=True)]
         for adv in (1.0, -1.0):
             out.append((f"ratios exactly at 1-ε, 1, 1+ε and beyond, Â = {adv:+g}",
@@ -814,17 +814,17 @@ def check_psft_loss_impl(user_fn: Any) -> bool | None:
     """05, implement it: ``psft(logp, old_logp, mask, clip)``, the loss -E[min(r, clip(r, 1-ε, 1+ε))]."""
     import torch
 
-    from .objectives import psft_loss, sft_loss
+    from .objectives import PSFT_CLIP, psft_loss, sft_loss
 
     def reference(logp, old_logp, mask, clip):
         return psft_loss(logp, old_logp, mask, clip)[0]
 
     def cases() -> list[tuple[str, dict]]:
-        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": 0.28})
+        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": PSFT_CLIP})
                for label, c in _logp_cases(with_old=True)]
-        edge = _ratio_edge_case(0.28, 0.28, [1.0])
+        edge = _ratio_edge_case(PSFT_CLIP, PSFT_CLIP, [1.0])
         out.append(("ratios exactly at 1-ε, 1 and 1+ε, and beyond both", {
-            "logp": edge["logp"], "old_logp": edge["old_logp"], "mask": edge["mask"], "clip": 0.28}))
+            "logp": edge["logp"], "old_logp": edge["old_logp"], "mask": edge["mask"], "clip": PSFT_CLIP}))
         return out
 
     def masked(x, mask):
@@ -851,20 +851,20 @@ def check_ratio_stats_impl(user_fn: Any) -> bool | None:
     """
     import torch
 
-    from .objectives import psft_loss
+    from .objectives import PSFT_CLIP, psft_loss
 
     def reference(logp, old_logp, mask, clip):
         stats = psft_loss(logp, old_logp, mask, clip)[1]
         return torch.stack([stats["clip_fraction"], stats["ratio_mean"], stats["ratio_max"]]).double()
 
     def cases() -> list[tuple[str, dict]]:
-        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": 0.28})
+        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": PSFT_CLIP})
                for label, c in _logp_cases(with_old=True)[:3]]
         g = _gen(5)
         logp = -torch.rand(2, 6, generator=g)
         old = logp - torch.tensor([[0.0, 0.9, 0.1, 0.0, 1.5, 0.2], [0.3, 0.0, 0.0, 0.0, 0.0, 0.0]])
         out.append(("padding with huge ratios on masked positions", {
-            "logp": logp, "old_logp": old, "mask": torch.tensor([[1.0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]), "clip": 0.28}))
+            "logp": logp, "old_logp": old, "mask": torch.tensor([[1.0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]), "clip": PSFT_CLIP}))
         ratios = torch.tensor([[0.5, 1.0, 1.25, 1.25, 2.0, 0.9]])  # 1.25 = 1 + clip survives exp(log(.)) exactly
         old = torch.full_like(ratios, -1.5)
         out.append(("ratios exactly at 1+ε (clip 0.25)", {"logp": old + ratios.log(), "old_logp": old,

@@ -89,7 +89,7 @@ def rl_config_from_settings(settings: dict):
 
 def resolve_init(path: str, root: Path | None = None) -> Path:
     """A recorded checkpoint path as a local path: relative paths are taken from the repository root."""
-    from .models import REPO_ROOT
+    from .paths import REPO_ROOT
 
     candidate = Path(path)
     return candidate if candidate.is_absolute() else (root or REPO_ROOT) / candidate

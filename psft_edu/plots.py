@@ -7,7 +7,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-COLOURS = {"sft": "tab:red", "psft": "tab:blue", "sft_kl": "tab:orange", "dft": "tab:green", "asft": "tab:purple", "base": "black"}
+from .objectives import OBJECTIVES
+
+COLOURS = {**{name: o.colour for name, o in OBJECTIVES.items()}, "base": "black"}  # from the objective registry
 
 
 def _colour(run: dict) -> str:

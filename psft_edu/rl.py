@@ -54,6 +54,7 @@ from . import objectives as obj
 from . import tasks
 from .data import Batch, atomic_write_bytes, collate, load_split, read_jsonl
 from .evaluate import Samples, sample
+from .objectives import group_advantages  # its home is objectives; still importable from here
 from .train import Interrupted, TrainingError, git_commit, save_model_atomic
 
 
@@ -66,7 +67,7 @@ class RLConfig:
     group_size: int = 8  # completions per prompt
     prompts_per_step: int = 16
     clip_low: float = 0.2
-    clip_high: float = 0.28  # clip-higher, as in DAPO
+    clip_high: float = obj.PSFT_CLIP  # clip-higher, as in DAPO (the same epsilon as PSFT)
     beta: float = 0.0  # weight of the KL-to-reference penalty (k3 estimator); 0: none
     updates_per_step: int = 2  # mini-batches (optimiser steps) per frozen old policy
     temperature: float = 1.0
@@ -95,29 +96,6 @@ class RLConfig:
 
 
 # ---------------------------------------------------------------- pure pieces
-
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    r"""Group-normalised advantages: each reward compared with the other samples of its prompt.
-
-    ``rewards`` holds consecutive groups of ``group_size`` samples (one group per prompt);
-    the result has the same shape. For sample :math:`i` of group :math:`g`:
-
-    .. math:: \hat A_{g,i} = \frac{r_{g,i} - \mu_g}{\sigma_g + \varepsilon},\qquad
-              \mu_g = \frac{1}{G}\sum_{j=1}^{G} r_{g,j},\qquad
-              \sigma_g = \sqrt{\frac{1}{G}\sum_{j=1}^{G} (r_{g,j} - \mu_g)^2}
-
-    (:math:`\sigma_g` is the population standard deviation). Every group then has mean
-    zero and, unless all its rewards are equal, standard deviation one; a group whose
-    rewards are all equal (all right or all wrong) gets zero advantage: it carries no
-    learning signal.
-    """
-    if rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    r = rewards.float().reshape(-1, group_size)
-    mean = r.mean(dim=-1, keepdim=True)
-    std = r.std(dim=-1, unbiased=False, keepdim=True)
-    return ((r - mean) / (std + eps)).reshape(rewards.shape)
-
 
 def load_prompts(split: str) -> list[str]:
     """Prompts of a shipped split (``"rl_hard"``, ``"eval/make_sum"``, ...) or of a JSONL file."""
@@ -457,13 +435,9 @@ def _rounded(value, digits: int = 5):
 
 def _preset_of(model: torch.nn.Module) -> str:
     """The name of the preset whose shape ``model`` has (``"custom"`` if none)."""
-    from .models import PRESETS
+    from .presets import preset_of_shape
 
-    c = model.config
-    for name, p in PRESETS.items():
-        if (c.n_layer, c.n_head, c.n_embd) == (p.n_layer, p.n_head, p.n_embd):
-            return name
-    return "custom"
+    return preset_of_shape(model.config.n_layer, model.config.n_head, model.config.n_embd)
 
 
 def rl_after_finetuning(
@@ -705,6 +679,7 @@ def training_prompts(split: str, size: int = 512, seed: int = 1) -> list[str]:
 def compare_main(args) -> int:
     """``python -m psft_edu rl-compare``: GRPO from an SFT and a PSFT checkpoint, side by side."""
     from .data import eval_prompts
+    from .presets import PRESETS
 
     suffix = f"_{args.tag}" if args.tag else ""
     inits: dict[str, str] = {f"sft{suffix}": args.sft, f"psft{suffix}": args.psft}
@@ -714,7 +689,7 @@ def compare_main(args) -> int:
             raise ValueError(f"--init takes NAME=PATH, got {item!r}")
         inits[name] = path
     for name, path in inits.items():
-        if not Path(path).is_dir() and path not in ("tiny", "small", "gpt2") and not path.startswith("hf:"):
+        if not Path(path).is_dir() and path not in PRESETS and not path.startswith("hf:"):
             raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
     prompts = training_prompts(args.split, args.num_prompts, args.prompt_seed)  # validate before anything is written
     cfg = config_from_args(args, updates_per_step=args.updates_per_step, eval_every=args.eval_every)

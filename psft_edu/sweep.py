@@ -28,9 +28,10 @@ from pathlib import Path
 from .compare import SETTINGS, CompareSettings, RunSpec, run_grid, summarise
 from .data import atomic_write_bytes
 from .models import get_preset, preset_name
+from .objectives import OBJECTIVES, PSFT_CLIP
 
 NO_CLIP = math.inf  # 1 + inf: the clip never binds (a finite epsilon can: the ratio may reach exp(20))
-DEFAULT_CLIP = 0.28  # what finetune uses when a RunSpec gives none
+DEFAULT_CLIP = PSFT_CLIP  # what finetune uses when a RunSpec gives none
 SLIM_CURVES = ("entropy", "clip_fraction", "grad_norm")  # per-step curves kept by :func:`slim`
 
 
@@ -38,9 +39,9 @@ def sweep_specs(what: str, settings: CompareSettings, lr: float | None = None) -
     """The runs of one sweep; ``lr`` (default ``settings.high_lr``) is the rate of every sweep but ``lr``."""
     lr, mini = lr or settings.high_lr, settings.mini_batch
     if what == "neighbours":
-        return [RunSpec(o, o, lr) for o in ("sft", "psft", "sft_kl", "dft", "asft")]
+        return [RunSpec(o, o, lr) for o in OBJECTIVES]
     if what == "clip":
-        return [RunSpec(f"psft_eps_{eps:g}", "psft", lr, clip=eps) for eps in (0.1, 0.28, 0.5)] + [
+        return [RunSpec(f"psft_eps_{eps:g}", "psft", lr, clip=eps) for eps in (0.1, PSFT_CLIP, 0.5)] + [
             RunSpec("psft_no_clip", "psft", lr, clip=NO_CLIP)
         ]
     if what == "refresh":
@@ -133,7 +134,7 @@ METRICS: dict[str, tuple[str, float, int, bool]] = {
 
 def cache_path(what: str, preset: str = "small") -> Path:
     """Where the committed results of one sweep live: ``notebooks/results/sweep_<preset>_<what>.json``."""
-    from .models import REPO_ROOT
+    from .paths import REPO_ROOT
 
     return REPO_ROOT / "notebooks" / "results" / f"sweep_{preset}_{what}.json"
 
