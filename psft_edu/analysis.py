@@ -81,7 +81,9 @@ def psft_weight(ratio: object, epsilon: float):
 
 
 def _surrogate_and_slope(r: float, advantage: float, epsilon: float) -> tuple[float, float]:
-    """min(r·Â, clip(r, 1-ε, 1+ε)·Â) and its derivative in r: :func:`psft_edu.objectives.clipped_surrogate` at one ratio."""
+    """min(r·Â, clip(r, 1-ε, 1+ε)·Â) and its derivative in r: :func:`psft_edu.objectives.clipped_surrogate` at one
+    ratio.
+    """
     import torch
 
     from .objectives import clipped_surrogate
@@ -106,7 +108,9 @@ def clip_fractions_by_minibatch(ratios: object, mask: object, epsilon: float, k_
 
 
 def _completion_grid(ratio: object, mask: object, labels: list[list[str]], rows: int):
-    """The completion tokens of the first ``rows`` sequences, left-aligned: (ratio grid with NaN padding, label grid)."""
+    """The completion tokens of the first ``rows`` sequences, left-aligned: (ratio grid with NaN padding, label
+    grid).
+    """
     import numpy as np
 
     r, m = _numpy(ratio), _numpy(mask) > 0
@@ -241,7 +245,9 @@ def rl_samples_text(result: dict, step: int, runs: list[str] | None = None) -> s
 
 # ---------------------------------------------------------------- 08 sweeps
 
-def _label_groups(points: dict[str, tuple[float, float]], tol: float = 0.04) -> list[tuple[list[str], tuple[float, float]]]:
+def _label_groups(
+    points: dict[str, tuple[float, float]], tol: float = 0.04
+) -> list[tuple[list[str], tuple[float, float]]]:
     """Points closer than ``tol`` of the axis ranges share one label (their names joined), so labels do not overlap."""
     xs, ys = [p[0] for p in points.values()], [p[1] for p in points.values()]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0

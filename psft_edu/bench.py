@@ -83,7 +83,9 @@ def time_handwritten(preset: str, records, cfg_kwargs: dict, steps: int, device)
     mini = cfg_kwargs["mini_batch"]
     ids, prompt_lengths, _ = encode_records(records, tok, cfg_kwargs.get("max_length", 64))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=device.type == "cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
     def step(k: int) -> None:
         start = (k * mini) % (len(ids) - mini)
@@ -124,7 +126,9 @@ def time_hf_trainer(preset: str, records, cfg_kwargs: dict, steps: int, device) 
         # Trainer's model shifts labels itself, so give it unshifted inputs and labels.
         full = torch.cat([batch.input_ids, batch.targets[:, -1:]], dim=1)
         attention = torch.cat([batch.attention_mask, (batch.targets[:, -1:] != tok.pad_token_id).long()], dim=1)
-        labels = torch.cat([torch.full_like(batch.targets[:, :1], -100), batch.targets.masked_fill(batch.mask == 0, -100)], 1)
+        labels = torch.cat(
+            [torch.full_like(batch.targets[:, :1], -100), batch.targets.masked_fill(batch.mask == 0, -100)], 1
+        )
         return {"input_ids": full, "attention_mask": attention, "labels": labels}
 
     warm = cfg_kwargs["global_batch"] // mini
@@ -241,10 +245,28 @@ def run_bench(
     def row(name, value, goal, ok, detail):
         results["rows"].append({"measure": name, "value": value, "goal": goal, "met": ok, "detail": detail})
 
-    row("PSFT / SFT wall time (K=8)", psft_s / sft_s, "<= 1.30", psft_s / sft_s <= 1.30, f"{psft_s:.2f} s vs {sft_s:.2f} s")
+    row(
+        "PSFT / SFT wall time (K=8)",
+        psft_s / sft_s,
+        "<= 1.30",
+        psft_s / sft_s <= 1.30,
+        f"{psft_s:.2f} s vs {sft_s:.2f} s",
+    )
     ours = f"{tokens / sft_s:,.0f}"
-    row("ours / hand-written tokens/s", hand_s / sft_s, ">= 0.95", hand_s / sft_s >= 0.95, f"{ours} vs {tokens / hand_s:,.0f} tok/s")
-    row("ours / transformers.Trainer tokens/s", hf_s / sft_s, ">= 1.00", hf_s / sft_s >= 1.0, f"{ours} vs {tokens / hf_s:,.0f} tok/s")
+    row(
+        "ours / hand-written tokens/s",
+        hand_s / sft_s,
+        ">= 0.95",
+        hand_s / sft_s >= 0.95,
+        f"{ours} vs {tokens / hand_s:,.0f} tok/s",
+    )
+    row(
+        "ours / transformers.Trainer tokens/s",
+        hf_s / sft_s,
+        ">= 1.00",
+        hf_s / sft_s >= 1.0,
+        f"{ours} vs {tokens / hf_s:,.0f} tok/s",
+    )
     row("chunked / naive peak memory (V=50257)", chunk_mem / naive_mem, "<= 0.50", chunk_mem / naive_mem <= 0.5,
         f"{chunk_mem / 2**20:,.0f} MiB vs {naive_mem / 2**20:,.0f} MiB")
     results["sft_tokens_per_s"] = tokens / sft_s
@@ -260,7 +282,14 @@ def run_bench(
     print("| measure | value | goal | met | detail |\n| --- | --- | --- | --- | --- |")
     for r in results["rows"]:
         print(f"| {r['measure']} | {r['value']:.2f}x | {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['detail']} |")
-    for key in ("sft_tokens_per_s", "psft_tokens_per_s", "mfu_sft", "mfu_psft", "peak_memory_gib_sft", "peak_memory_gib_psft"):
+    for key in (
+        "sft_tokens_per_s",
+        "psft_tokens_per_s",
+        "mfu_sft",
+        "mfu_psft",
+        "peak_memory_gib_sft",
+        "peak_memory_gib_psft",
+    ):
         if key in results:
             print(f"{key}: {results[key]:,.3f}")
     if out:
@@ -274,4 +303,6 @@ def _device_name(dev: torch.device) -> str:
     import os
     import platform
 
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return (
+        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )

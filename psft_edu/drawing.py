@@ -21,10 +21,12 @@ from .analysis import (
     psft_weight,
     rl_curve,
     rl_eval_means,
+    token_label,
 )
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from transformers import PreTrainedTokenizerBase
 
 
 def render_png(draw: Callable[[Figure], object], figsize: tuple[float, float], dpi: int = 80, layout: bool = True,
@@ -46,6 +48,72 @@ def render_png(draw: Callable[[Figure], object], figsize: tuple[float, float], d
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, **savefig)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- 01-02 tokens and the loss mask, as HTML
+
+def _explorer_html(
+    rows: list[tuple[int, str, float]], prompt: str, generated: list[tuple[str, float]], note: str
+) -> str:
+    import html
+    import math
+
+    bar = "display:inline-block;height:0.9em;background:#4c78a8;vertical-align:middle"
+    lines = [
+        "<table style='border-collapse:collapse;font-family:monospace'>",
+        "<tr><th style='text-align:left;padding-right:1em'>next token</th>"
+        "<th style='text-align:right;padding-right:1em'>probability</th><th></th></tr>",
+    ]
+    for _, label, p in rows:
+        lines.append(
+            f"<tr><td style='padding-right:1em'>{html.escape(label)}</td>"
+            f"<td style='text-align:right;padding-right:1em'>{p:.3f}</td>"
+            f"<td><span style='{bar};width:{max(1, round(300 * p))}px'></span></td></tr>"
+        )
+    lines.append("</table>")
+    if generated:
+        shown = "".join(html.escape(label) for label, _ in generated)
+        total = sum(math.log(max(p, 1e-45)) for _, p in generated)
+        lines.append(
+            f"<p style='font-family:monospace'>state s = <span style='color:#777'>{html.escape(prompt)}</span>"
+            f"<b>{shown}</b><br>log π(appended tokens | prompt) = {total:.3f}"
+            f" &nbsp; (probability {math.exp(total):.3g}, {len(generated)} step(s))</p>"
+        )
+    if note:
+        lines.append(f"<p style='color:#b00'>{html.escape(note)}</p>")
+    return "\n".join(lines)
+
+
+def loss_mask_html(tokenizer: PreTrainedTokenizerBase, record: dict[str, str]) -> str:
+    """One prompt/completion pair as the loss sees it: each input token, its target, and whether it counts."""
+    import html
+
+    from .data import collate, encode_records
+
+    ids, prompt_lengths, _ = encode_records([record], tokenizer, max_length=10_000)
+    batch = collate(ids, prompt_lengths, tokenizer.pad_token_id)
+    cell = "padding:2px 4px;text-align:center;font-family:monospace"
+    rows = {"input": [], "target": [], "in loss": []}
+    for t in range(batch.input_ids.shape[1]):
+        counted = bool(batch.mask[0, t])
+        style = f"{cell};background:{'#cfe3f7' if counted else '#eeeeee'}"
+        rows["input"].append(
+            f"<td style='{style}'>{html.escape(token_label(tokenizer, int(batch.input_ids[0, t])))}</td>"
+        )
+        rows["target"].append(
+            f"<td style='{style}'>{html.escape(token_label(tokenizer, int(batch.targets[0, t])))}</td>"
+        )
+        rows["in loss"].append(f"<td style='{style}'>{'1' if counted else '0'}</td>")
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:6px'>{name}</th>{''.join(cells)}</tr>"
+        for name, cells in rows.items()
+    )
+    n = int(batch.mask.sum())
+    return (
+        f"<p style='font-family:monospace'>prompt {html.escape(repr(record['prompt']))}, "
+        f"completion {html.escape(repr(record['completion']))}: {n} of {batch.mask.shape[1]} targets count</p>"
+        f"<table style='border-collapse:collapse'>{body}</table>"
+    )
 
 
 # ---------------------------------------------------------------- 04 clipped surrogate
@@ -99,7 +167,16 @@ def plot_token_ratios(
             if np.isnan(grid[i, j]):
                 continue
             dark = abs(log2[i, j]) > 2.5
-            ax.text(j, i, names[i][j], ha="center", va="center", fontsize=9, family="monospace", color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                names[i][j],
+                ha="center",
+                va="center",
+                fontsize=9,
+                family="monospace",
+                color="white" if dark else "black",
+            )
             if grid[i, j] > 1.0 + epsilon:
                 ax.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False, lw=1.6, edgecolor="black"))
     ax.set_xticks([])
@@ -114,7 +191,9 @@ def plot_token_ratios(
 
 
 def token_ratio_html(ratio: object, mask: object, labels: list[list[str]], epsilon: float, rows: int = 8) -> str:
-    """The same picture as :func:`plot_token_ratios` as HTML: coloured characters, clipped ones framed (hover shows r)."""
+    """The same picture as :func:`plot_token_ratios` as HTML: coloured characters, clipped ones framed (hover shows
+    r).
+    """
     import html
 
     import numpy as np
@@ -158,7 +237,15 @@ def draw_psft_explorer(axes, ratios: object, mask: object, epsilon: float, k_upd
     ax.plot(grid, np.ones_like(grid), "--", color="tab:red", label="SFT: weight 1")
     ax.plot(grid, psft_weight(grid, epsilon), color="tab:blue", label="PSFT: r·1{r ≤ 1+ε}")
     jitter = np.random.default_rng(0).uniform(-0.04, 0.04, size=last.shape)
-    ax.plot(last, psft_weight(last, epsilon) + jitter, "o", ms=3, alpha=0.35, color="black", label=f"tokens after {k_updates - 1} step(s)")
+    ax.plot(
+        last,
+        psft_weight(last, epsilon) + jitter,
+        "o",
+        ms=3,
+        alpha=0.35,
+        color="black",
+        label=f"tokens after {k_updates - 1} step(s)",
+    )
     ax.axvline(1.0 + epsilon, color="gray", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_xlim(grid[0], grid[-1])
@@ -180,13 +267,16 @@ def draw_psft_explorer(axes, ratios: object, mask: object, epsilon: float, k_upd
 
 
 def _psft_explorer_png(ratios: object, mask: object, epsilon: float, k_updates: int, dpi: int = 80) -> bytes:
-    return render_png(lambda fig: draw_psft_explorer(fig.subplots(1, 2), ratios, mask, epsilon, k_updates), (10, 3.4), dpi)
-
+    return render_png(
+        lambda fig: draw_psft_explorer(fig.subplots(1, 2), ratios, mask, epsilon, k_updates), (10, 3.4), dpi
+    )
 
 
 # ---------------------------------------------------------------- 06 comparison
 
-def draw_compare_curves(ax, summary: dict, metric: str, runs: list[str] | None = None, smooth: int = 1, log_y: bool = False) -> None:
+def draw_compare_curves(
+    ax, summary: dict, metric: str, runs: list[str] | None = None, smooth: int = 1, log_y: bool = False
+) -> None:
     """Mean ± std over seeds of one :data:`COMPARE_METRICS` entry for the chosen runs, on ``ax``.
 
     Colours follow the objective (SFT red, PSFT blue); solid lines are the higher learning rate,
@@ -200,7 +290,9 @@ def draw_compare_curves(ax, summary: dict, metric: str, runs: list[str] | None =
         run = summary["runs"][name]
         steps, mean, std = compare_curve(summary, name, key, 1 if key.startswith("eval_") else smooth)
         marker = "o" if key.startswith("eval_") else ""
-        ax.plot(steps, mean, marker + _style(run, summary), color=_colour(run), label=f"{name} (lr {run['lr']:g})", ms=4)
+        ax.plot(
+            steps, mean, marker + _style(run, summary), color=_colour(run), label=f"{name} (lr {run['lr']:g})", ms=4
+        )
         ax.fill_between(steps, mean - std, mean + std, color=_colour(run), alpha=0.15)
     if log_y:
         ax.set_yscale("log")
@@ -269,8 +361,14 @@ def draw_rl_curves(
             kernel = np.ones(smooth) / smooth
             if per_seed and len(names) > 1:
                 for n in names:
-                    ax.plot(steps[smooth - 1 :], np.convolve(rl_curve(result, n, key)[1], kernel, "valid"), style, color=colour,
-                            alpha=0.35, lw=0.6)
+                    ax.plot(
+                        steps[smooth - 1 :],
+                        np.convolve(rl_curve(result, n, key)[1], kernel, "valid"),
+                        style,
+                        color=colour,
+                        alpha=0.35,
+                        lw=0.6,
+                    )
             ax.plot(steps[smooth - 1 :], np.convolve(mean, kernel, "valid"), style, color=colour, lw=2, label=label)
         else:
             ax.plot(steps, mean, style, color=colour, lw=1.2, label=label)
@@ -302,8 +400,12 @@ def draw_rl_evals(axes, result: dict) -> None:
                 for values in per_run:
                     ax.plot(steps, values, ".", color=colour, alpha=0.4)
         xs = [j + (i - (len(groups) - 1) / 2) * width for j in range(len(tasks.FAMILIES))]
-        after = [sum(result["runs"][n]["after"][f]["sampled_accuracy"] for n in names) / len(names) for f in tasks.FAMILIES]
-        before = [sum(result["runs"][n]["before"][f]["sampled_accuracy"] for n in names) / len(names) for f in tasks.FAMILIES]
+        after = [
+            sum(result["runs"][n]["after"][f]["sampled_accuracy"] for n in names) / len(names) for f in tasks.FAMILIES
+        ]
+        before = [
+            sum(result["runs"][n]["before"][f]["sampled_accuracy"] for n in names) / len(names) for f in tasks.FAMILIES
+        ]
         axes[2].bar(xs, after, width, color=colour, hatch="" if style == "-" else "//", edgecolor="white", label=label)
         axes[2].scatter(xs, before, color="black", marker="_", s=60, zorder=3)
     for ax, title in zip(axes[:2], ("in-domain (make_sum) during RL", "out-of-domain (mean of 4 families) during RL")):
@@ -324,7 +426,9 @@ def _rl_png(result: dict, metric: str, smooth: int, step: int, dpi: int = 72) ->
 
 # ---------------------------------------------------------------- 08 sweeps
 
-def draw_sweep_scatter(ax, summary: dict, x: str = "in-domain acc (%)", y: str = "OOD acc (%)", base: bool = True) -> list[str]:
+def draw_sweep_scatter(
+    ax, summary: dict, x: str = "in-domain acc (%)", y: str = "OOD acc (%)", base: bool = True
+) -> list[str]:
     """Every run of a sweep (and the base model, a black star) as a labelled point on two final metrics.
 
     ``x`` and ``y`` are labels of :data:`psft_edu.sweep.METRICS`. The runs on the Pareto front for
@@ -347,7 +451,9 @@ def draw_sweep_scatter(ax, summary: dict, x: str = "in-domain acc (%)", y: str =
     for names, (px, py) in sorted(_label_groups(points), key=lambda g: g[1][0]):
         # A label right of a point would run into the label of a neighbour just to its left: put it below.
         crowded = any(abs(py - qy) < 0.06 * span_y and 0 <= px - qx < 0.35 * span_x for qx, qy in placed)
-        ax.annotate(" / ".join(names), (px, py), textcoords="offset points", xytext=(5, -11 if crowded else 4), fontsize=8)
+        ax.annotate(
+            " / ".join(names), (px, py), textcoords="offset points", xytext=(5, -11 if crowded else 4), fontsize=8
+        )
         placed.append((px, py))
     line = sorted(points[n] for n in front)
     if len(line) > 1:

@@ -58,7 +58,9 @@ def check_prediction(prediction: Any, outcome: str, options: Sequence[str], why:
     """
     if outcome not in options:
         raise ValueError(f"the outcome {outcome!r} is not one of the options {list(options)}")
-    if _not_attempted(prediction, f"write your prediction first, one of {', '.join(repr(o) for o in options)}; then run this cell."):
+    if _not_attempted(
+        prediction, f"write your prediction first, one of {', '.join(repr(o) for o in options)}; then run this cell."
+    ):
         return None
     if not isinstance(prediction, str) or prediction.strip().lower() not in [o.lower() for o in options]:
         return _report(False, f"answer with one of {', '.join(repr(o) for o in options)} (you wrote {prediction!r}).")
@@ -110,7 +112,9 @@ def _advantage_mistake(got: torch.Tensor, rewards: torch.Tensor, group_size: int
     if rewards.numel() // group_size > 1 and group_size > 1:
         strided = rewards.reshape(group_size, -1)
         wrong = (strided - strided.mean(0, keepdim=True)) / (strided.std(0, unbiased=False, keepdim=True) + 1e-6)
-        candidates.append((wrong.reshape(-1), "your groups are strided; a group is G *consecutive* samples: reshape(-1, G)."))
+        candidates.append(
+            (wrong.reshape(-1), "your groups are strided; a group is G *consecutive* samples: reshape(-1, G).")
+        )
     for value, message in candidates:
         if _close(got, value.float(), 1e-3):
             return message
@@ -149,7 +153,9 @@ def check_group_advantages_impl(fn: Callable | None) -> bool | None:
         if not torch.equal(given, rewards):
             return _report(False, f"on {name} your function changed the rewards in place; compute new tensors instead.")
         if got is None:
-            return _report(False, f"on {name} your function returned {type(got).__name__}; return a tensor (or a list).")
+            return _report(
+                False, f"on {name} your function returned {type(got).__name__}; return a tensor (or a list)."
+            )
         if got.shape != rewards.shape:
             return _report(False, f"on {name} the result has shape {tuple(got.shape)}; it needs the rewards' shape "
                                   f"{tuple(rewards.shape)} (reshape back at the end).")
@@ -185,7 +191,9 @@ def _token_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]
     ]
 
 
-def _leaf_grad(fn: Callable, logp: torch.Tensor, *args: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
+def _leaf_grad(
+    fn: Callable, logp: torch.Tensor, *args: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
     """Call ``fn(leaf, *args)``; return (value, gradient in the leaf, error message or "")."""
     leaf = logp.clone().requires_grad_(True)
     try:
@@ -197,7 +205,11 @@ def _leaf_grad(fn: Callable, logp: torch.Tensor, *args: torch.Tensor) -> tuple[t
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         return None, None, f"return one number as a 0-d tensor (got {type(value).__name__})."
     if not value.requires_grad:
-        return value.detach().reshape(()), None, "the loss is not differentiable in logp: keep it a torch expression of logp."
+        return (
+            value.detach().reshape(()),
+            None,
+            "the loss is not differentiable in logp: keep it a torch expression of logp.",
+        )
     (grad,) = torch.autograd.grad(value.reshape(()), leaf, allow_unused=True)
     return value.detach().reshape(()), grad if grad is not None else torch.zeros_like(logp), ""
 
@@ -222,9 +234,15 @@ def _dft_mistake(value: torch.Tensor, grad: torch.Tensor, logp: torch.Tensor, ma
     candidates = [
         (sft_loss(safe, mask), "that is the SFT loss: weight each token's -log p by its probability p."),
         (-masked_mean(-p * safe, mask), "the sign is flipped: the loss is -p · log p (a minimised loss, positive)."),
-        ((-logp.exp() * logp).mean(), "you averaged over every position; average only over completion tokens (mask = 1)."),
-        (masked_mean(-p * safe, mask, "seq-mean"), "you averaged per sequence first (seq-mean); the package uses "
-                                                   "token-mean: sum over all completion tokens / their count."),
+        (
+            (-logp.exp() * logp).mean(),
+            "you averaged over every position; average only over completion tokens (mask = 1).",
+        ),
+        (
+            masked_mean(-p * safe, mask, "seq-mean"),
+            "you averaged per sequence first (seq-mean); the package uses "
+            "token-mean: sum over all completion tokens / their count.",
+        ),
         (masked_mean(-torch.exp(-safe) * safe, mask), "you weighted by 1/p; DFT weights by p = exp(log p)."),
     ]
     for candidate, message in candidates:
@@ -277,26 +295,38 @@ def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask
     sel = mask > 0
     delta = torch.where(sel, ref - logp, torch.zeros_like(logp))
     candidates = [
-        (kl_to_reference(ref, logp, mask), "δ has the wrong sign: δ = log π_ref - log π_θ (the reference's minus the model's)."),
+        (
+            kl_to_reference(ref, logp, mask),
+            "δ has the wrong sign: δ = log π_ref - log π_θ (the reference's minus the model's).",
+        ),
         (masked_mean(delta, mask), "that is the mean of δ, the plain log-ratio estimate; k3 is exp(δ) - 1 - δ."),
         (masked_mean(-delta, mask), "that is the mean of -δ, the plain log-ratio estimate; k3 is exp(δ) - 1 - δ."),
-        (masked_mean(torch.exp(delta) - 1 - delta, torch.ones_like(mask)),
-         "you averaged over every position; average only over completion tokens (mask = 1)."),
-        (masked_mean(torch.exp(delta) - 1 - delta, mask, "seq-mean"),
-         "you averaged per sequence first (seq-mean); use token-mean: sum over completion tokens / their count."),
+        (
+            masked_mean(torch.exp(delta) - 1 - delta, torch.ones_like(mask)),
+            "you averaged over every position; average only over completion tokens (mask = 1).",
+        ),
+        (
+            masked_mean(torch.exp(delta) - 1 - delta, mask, "seq-mean"),
+            "you averaged per sequence first (seq-mean); use token-mean: sum over completion tokens / their count.",
+        ),
     ]
     for candidate, message in candidates:
         if _close(value, candidate):
             return message
     expected = kl_to_reference(logp, ref, mask)
-    return f"your estimate is {value.item():.5f}, the package's {expected.item():.5f}: check exp(δ) - 1 - δ token by token."
+    return (
+        f"your estimate is {value.item():.5f}, the package's {expected.item():.5f}: check exp(δ) - 1 - δ token by "
+        "token."
+    )
 
 
 K3_HINT = "δ = ref_logp - logp on the completion tokens; average exp(δ) - 1 - δ over the tokens where mask is 1."
 
 
 def check_k3_kl_impl(fn: Callable | None) -> bool | None:
-    r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean k3)."""
+    r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean
+    k3).
+    """
     from .objectives import kl_to_reference
 
     if _not_attempted(fn, K3_HINT):
@@ -313,12 +343,17 @@ def check_k3_kl_impl(fn: Callable | None) -> bool | None:
             return None
         got = None if raw is None else _as_tensor(raw)
         if got is None or got.numel() != 1:
-            return _report(False, f"on {name}: return one number (a 0-d tensor), got {got if got is None else tuple(got.shape)}.")
+            return _report(
+                False, f"on {name}: return one number (a 0-d tensor), got {got if got is None else tuple(got.shape)}."
+            )
         got = got.reshape(())
         safe_logp = torch.where(mask > 0, logp, torch.zeros_like(logp))
         safe_ref = torch.where(mask > 0, ref, torch.zeros_like(ref))
         expected = kl_to_reference(safe_logp, safe_ref, mask)
         if not _close(got, expected):
             return _report(False, f"on {name}: " + _k3_mistake(got, safe_logp, safe_ref, mask))
-    return _report(True, "your estimate matches objectives.kl_to_reference on every case: 0 when the two policies agree, "
-                         "never negative, and blind to masked positions.")
+    return _report(
+        True,
+        "your estimate matches objectives.kl_to_reference on every case: 0 when the two policies agree, "
+        "never negative, and blind to masked positions.",
+    )

@@ -321,7 +321,10 @@ class PSFTTrainer(SFTTrainer):
                 -(outputs.log_probs.detach() * mask).sum(),
                 outputs.entropy.detach().sum(),
                 outputs.is_top1.float().sum(),
-                *(stats[k].float().to(device) * weight if k in stats else zero for k in ("clip_fraction", "ratio_mean", "approx_kl")),
+                *(
+                    stats[k].float().to(device) * weight if k in stats else zero
+                    for k in ("clip_fraction", "ratio_mean", "approx_kl")
+                ),
                 stats["kl_to_ref"].float().to(device) * weight if "kl_to_ref" in stats else zero,
             ]
         )

@@ -44,7 +44,9 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(folder))
 
 
-def new_model(preset: str | Preset | None = None, tokenizer: PreTrainedTokenizerBase | None = None, seed: int = 0) -> GPT2LMHeadModel:
+def new_model(
+    preset: str | Preset | None = None, tokenizer: PreTrainedTokenizerBase | None = None, seed: int = 0
+) -> GPT2LMHeadModel:
     """A freshly initialised GPT-2 of the preset's size."""
     p = preset if isinstance(preset, Preset) else get_preset(preset)
     tok = tokenizer or load_tokenizer()

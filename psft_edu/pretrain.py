@@ -33,7 +33,9 @@ def base_evaluation(model: torch.nn.Module, tokenizer, prompts: int = MANIFEST_P
     return evaluate_model(model, tokenizer, per_family, MANIFEST_SAMPLES, seed=MANIFEST_SEED)
 
 
-def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: int | None = None, device: str | None = None) -> Path:
+def pretrain(
+    preset: str, out: str | Path | None = None, seed: int = 0, steps: int | None = None, device: str | None = None
+) -> Path:
     """Train the preset's base model from scratch and save it with a manifest."""
     p = get_preset(preset)
     out = Path(out) if out else user_checkpoint_dir(p.name)  # never inside an installed package
@@ -67,7 +69,12 @@ def pretrain(preset: str, out: str | Path | None = None, seed: int = 0, steps: i
         "train_seconds": round(seconds, 1),
         "device": str(next(model.parameters()).device),
         "parameters": sum(t.numel() for t in model.parameters()),
-        "evaluation": {"prompts_per_family": MANIFEST_PROMPTS, "samples": MANIFEST_SAMPLES, "seed": MANIFEST_SEED, "results": table},
+        "evaluation": {
+            "prompts_per_family": MANIFEST_PROMPTS,
+            "samples": MANIFEST_SAMPLES,
+            "seed": MANIFEST_SEED,
+            "results": table,
+        },
     }
     atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     return out

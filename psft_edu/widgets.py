@@ -32,6 +32,7 @@ from .analysis import (  # noqa: F401 (re-exported for the notebooks)
 from .drawing import (  # noqa: F401 (re-exported for the notebooks)
     _clip_explorer_png,
     _compare_png,
+    _explorer_html,
     _psft_explorer_png,
     _rl_png,
     _sweep_png,
@@ -40,6 +41,7 @@ from .drawing import (  # noqa: F401 (re-exported for the notebooks)
     draw_rl_curves,
     draw_rl_evals,
     draw_sweep_scatter,
+    loss_mask_html,
     plot_token_ratios,
     render_png,
     rl_run_style,
@@ -55,38 +57,12 @@ if TYPE_CHECKING:  # for annotations only: torch, transformers and ipywidgets ar
 
 # ---------------------------------------------------------------- 01 token-by-token explorer
 
-def _explorer_html(rows: list[tuple[int, str, float]], prompt: str, generated: list[tuple[str, float]], note: str) -> str:
-    import html
-    import math
-
-    bar = "display:inline-block;height:0.9em;background:#4c78a8;vertical-align:middle"
-    lines = [
-        "<table style='border-collapse:collapse;font-family:monospace'>",
-        "<tr><th style='text-align:left;padding-right:1em'>next token</th>"
-        "<th style='text-align:right;padding-right:1em'>probability</th><th></th></tr>",
-    ]
-    for _, label, p in rows:
-        lines.append(
-            f"<tr><td style='padding-right:1em'>{html.escape(label)}</td>"
-            f"<td style='text-align:right;padding-right:1em'>{p:.3f}</td>"
-            f"<td><span style='{bar};width:{max(1, round(300 * p))}px'></span></td></tr>"
-        )
-    lines.append("</table>")
-    if generated:
-        shown = "".join(html.escape(label) for label, _ in generated)
-        total = sum(math.log(max(p, 1e-45)) for _, p in generated)
-        lines.append(
-            f"<p style='font-family:monospace'>state s = <span style='color:#777'>{html.escape(prompt)}</span>"
-            f"<b>{shown}</b><br>log π(appended tokens | prompt) = {total:.3f}"
-            f" &nbsp; (probability {math.exp(total):.3g}, {len(generated)} step(s))</p>"
-        )
-    if note:
-        lines.append(f"<p style='color:#b00'>{html.escape(note)}</p>")
-    return "\n".join(lines)
-
-
 def token_explorer(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompt: str = "make 14 from 3 5 9 11 2:", k: int = 5, seed: int = 0
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str = "make 14 from 3 5 9 11 2:",
+    k: int = 5,
+    seed: int = 0,
 ) -> ipywidgets.VBox:
     """Step through generation one action at a time.
 
@@ -169,31 +145,6 @@ def token_explorer(
 
 # ---------------------------------------------------------------- 02 loss-mask viewer
 
-def loss_mask_html(tokenizer: PreTrainedTokenizerBase, record: dict[str, str]) -> str:
-    """One prompt/completion pair as the loss sees it: each input token, its target, and whether it counts."""
-    import html
-
-    from .data import collate, encode_records
-
-    ids, prompt_lengths, _ = encode_records([record], tokenizer, max_length=10_000)
-    batch = collate(ids, prompt_lengths, tokenizer.pad_token_id)
-    cell = "padding:2px 4px;text-align:center;font-family:monospace"
-    rows = {"input": [], "target": [], "in loss": []}
-    for t in range(batch.input_ids.shape[1]):
-        counted = bool(batch.mask[0, t])
-        style = f"{cell};background:{'#cfe3f7' if counted else '#eeeeee'}"
-        rows["input"].append(f"<td style='{style}'>{html.escape(token_label(tokenizer, int(batch.input_ids[0, t])))}</td>")
-        rows["target"].append(f"<td style='{style}'>{html.escape(token_label(tokenizer, int(batch.targets[0, t])))}</td>")
-        rows["in loss"].append(f"<td style='{style}'>{'1' if counted else '0'}</td>")
-    body = "".join(f"<tr><th style='text-align:left;padding-right:6px'>{name}</th>{''.join(cells)}</tr>" for name, cells in rows.items())
-    n = int(batch.mask.sum())
-    return (
-        f"<p style='font-family:monospace'>prompt {html.escape(repr(record['prompt']))}, "
-        f"completion {html.escape(repr(record['completion']))}: {n} of {batch.mask.shape[1]} targets count</p>"
-        f"<table style='border-collapse:collapse'>{body}</table>"
-    )
-
-
 def loss_mask_viewer(tokenizer: PreTrainedTokenizerBase, records: list[dict[str, str]]) -> ipywidgets.VBox:
     """A slider over ``records``; shows which targets the SFT loss counts (blue) and which it masks (grey)."""
     import ipywidgets as widgets
@@ -202,7 +153,9 @@ def loss_mask_viewer(tokenizer: PreTrainedTokenizerBase, records: list[dict[str,
         raise ValueError("loss_mask_viewer needs at least one record")
     index = widgets.IntSlider(value=0, min=0, max=len(records) - 1, description="example")
     view = widgets.HTML(loss_mask_html(tokenizer, records[0]))
-    index.observe(lambda change: setattr(view, "value", loss_mask_html(tokenizer, records[change["new"]])), names="value")
+    index.observe(
+        lambda change: setattr(view, "value", loss_mask_html(tokenizer, records[change["new"]])), names="value"
+    )
     return widgets.VBox([index, view])
 
 
@@ -233,7 +186,9 @@ def clip_explorer(epsilon: float = 0.2, r: float = 1.3):
     eps_slider = widgets.FloatSlider(
         value=epsilon, min=0.02, max=0.6, step=0.01, description="ε", readout_format=".2f", continuous_update=True
     )
-    r_slider = widgets.FloatSlider(value=r, min=0.0, max=2.0, step=0.01, description="r", readout_format=".2f", continuous_update=True)
+    r_slider = widgets.FloatSlider(
+        value=r, min=0.0, max=2.0, step=0.01, description="r", readout_format=".2f", continuous_update=True
+    )
     eps_slider.add_class("psft-epsilon")
     r_slider.add_class("psft-ratio")
     image = widgets.Image(value=_clip_explorer_png(epsilon, r), format="png", layout=widgets.Layout(max_width="800px"))
@@ -273,7 +228,11 @@ def psft_explorer(
     """
     import ipywidgets as widgets
 
-    runs = {name: _numpy(value) for name, value in ratios.items()} if isinstance(ratios, dict) else {"ratios": _numpy(ratios)}
+    runs = (
+        {name: _numpy(value) for name, value in ratios.items()}
+        if isinstance(ratios, dict)
+        else {"ratios": _numpy(ratios)}
+    )
     steps = min(len(r) for r in runs.values())
     if not 1 <= k_updates <= steps:
         raise ValueError(f"k_updates must be between 1 and {steps} (the number of ratio snapshots), got {k_updates}")
@@ -295,12 +254,15 @@ def psft_explorer(
         image.value = _psft_explorer_png(r, mask, eps, k)
         fractions = clip_fractions_by_minibatch(r, mask, eps, k)
         if k == 1:
-            refresh = "K = 1: the old policy is refreshed before every step, so every ratio is 1 and PSFT is exactly SFT"
+            refresh = (
+                "K = 1: the old policy is refreshed before every step, so every ratio is 1 and PSFT is exactly SFT"
+            )
         else:
             refresh = f"K = {k}: the old policy is refreshed every {k} optimiser steps"
         readout.value = (
             f"<p>{refresh}. Mean clip fraction over the global batch: <b>{sum(fractions) / k:.3f}</b>. "
-            f"Tokens of mini-batch {k} (after {k - 1} step(s) since the freeze), framed when r &gt; 1 + ε = {1 + eps:.2f}:</p>"
+            f"Tokens of mini-batch {k} (after {k - 1} step(s) since the freeze), framed when r &gt; 1 + ε = "
+            f"{1 + eps:.2f}:</p>"
             + token_ratio_html(r[k - 1], mask, labels, eps, rows)
         )
 
@@ -323,16 +285,21 @@ def _compare_readout(summary: dict, metric: str, runs: list[str]) -> str:
     for name in runs:
         _, mean, std = compare_curve(summary, name, key)
         rows.append(
-            f"<tr><td>{name}</td><td>{mean[0]:.3f}</td><td>{mean.max():.3f}</td><td>{mean[-1]:.3f} ± {std[-1]:.3f}</td></tr>"
+            f"<tr><td>{name}</td><td>{mean[0]:.3f}</td><td>{mean.max():.3f}</td><td>{mean[-1]:.3f} ± "
+            f"{std[-1]:.3f}</td></tr>"
         )
     seeds = len(summary["settings"]["seeds"])
     return (
         f"<p>{metric}: mean over {seeds} seed(s), unsmoothed.</p>"
-        "<table><tr><th>run&nbsp;</th><th>first&nbsp;</th><th>highest&nbsp;</th><th>last (± std)</th></tr>" + "".join(rows) + "</table>"
+        "<table><tr><th>run&nbsp;</th><th>first&nbsp;</th><th>highest&nbsp;</th><th>last (± std)</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
-def compare_explorer(summary: dict, metric: str = "token entropy on demonstrations (per step)", runs: list[str] | None = None):
+def compare_explorer(
+    summary: dict, metric: str = "token entropy on demonstrations (per step)", runs: list[str] | None = None
+):
     """Pick a metric and the runs of a comparison summary; the figure redraws in place.
 
     ``summary`` is the dict that :func:`psft_edu.compare.compare` returns (or its ``summary.json``).
@@ -393,12 +360,12 @@ def _rl_readout(result: dict, step: int) -> str:
         cells = []
         for name in runs:
             shown = rl_eval_at(result, name, step)["samples"].get(prompt, [])
-            words = [
-                f"<span style='color:{'#2ca02c' if tasks.verify(prompt, t) else '#d62728'}'>{html.escape(t.strip() or '∅')}</span>"
-                for t in shown
-            ]
+            colours = ["#2ca02c" if tasks.verify(prompt, t) else "#d62728" for t in shown]
+            words = [f"<span style='color:{c}'>{html.escape(t.strip() or '∅')}</span>" for c, t in zip(colours, shown)]
             cells.append("<td style='padding-right:1.5em'>" + " ".join(words) + "</td>")
-        samples.append(f"<tr><td style='padding-right:1em'><code>{html.escape(prompt)}</code></td>{''.join(cells)}</tr>")
+        samples.append(
+            f"<tr><td style='padding-right:1em'><code>{html.escape(prompt)}</code></td>{''.join(cells)}</tr>"
+        )
     evaluated = rl_eval_at(result, runs[0], step)["step"]
     return (
         f"<p>Evaluation at step {evaluated} (the last one at or before the slider):</p>"
@@ -418,8 +385,9 @@ def rl_explorer(result: dict, metric: str = "reward (share of correct samples)",
     import ipywidgets as widgets
 
     steps = sorted({e["step"] for run in result["runs"].values() for e in run["evals"]})
-    dropdown = widgets.Dropdown(options=list(RL_METRICS), value=metric if metric in RL_METRICS else next(iter(RL_METRICS)),
-                                description="metric")
+    dropdown = widgets.Dropdown(
+        options=list(RL_METRICS), value=metric if metric in RL_METRICS else next(iter(RL_METRICS)), description="metric"
+    )
     dropdown.layout.width = "420px"
     smoother = widgets.IntSlider(value=smooth, min=1, max=15, description="smooth", continuous_update=False)
     step_slider = widgets.SelectionSlider(options=steps, value=steps[0], description="RL step", continuous_update=False)
@@ -458,12 +426,15 @@ def _sweep_readout(summary: dict, x: str, y: str) -> str:
         for n, (px, py) in points.items()
     )
     return (
-        f"<p>One seed, final evaluation. ★: on the Pareto front (no other entry is at least as good on both axes and better on one).</p>"
+        "<p>One seed, final evaluation. ★: on the Pareto front (no other entry is at least as good on both axes and "
+        "better on one).</p>"
         f"<table><tr><th>run&nbsp;</th><th>{html.escape(x)}&nbsp;</th><th>{html.escape(y)}</th></tr>{rows}</table>"
     )
 
 
-def sweep_explorer(summaries: dict[str, dict], what: str | None = None, x: str = "in-domain acc (%)", y: str = "OOD acc (%)"):
+def sweep_explorer(
+    summaries: dict[str, dict], what: str | None = None, x: str = "in-domain acc (%)", y: str = "OOD acc (%)"
+):
     """Choose a sweep (neighbours, clip, refresh, lr) and two final metrics; the scatter redraws in place.
 
     ``summaries`` maps a sweep's name to its summary (:func:`psft_edu.sweep.load_results`). Below the
