@@ -209,6 +209,15 @@ def _flat_floats(answer: Any) -> list[float] | None:
         return None
 
 
+def _per_item(answer: Any, count: int, what: str, example: str = "a list of numbers") -> list[float] | None:
+    """``answer`` as ``count`` floats, or None after telling the learner to give one ``what`` per item."""
+    values = _flat_floats(answer)
+    if values is None or len(values) != count:
+        _report(False, f"give one {what} ({count} in all), e.g. {example}.")
+        return None
+    return values
+
+
 def _number(answer: Any) -> float | None:
     """A single number (Python, NumPy or a one-element tensor) as a float; None if it is not one."""
     values = _flat_floats(answer)
@@ -221,10 +230,10 @@ def check_reinforce_gradient(answer: Any, probs: list[float], action: int, advan
     """
     if _not_attempted(answer, "d log softmax(z)_a / dz_k is 1[k = a] - pi_k; multiply every entry by the advantage."):
         return None
-    values = _flat_floats(answer)
     expected = [advantage * ((1.0 if k == action else 0.0) - p) for k, p in enumerate(probs)]
-    if values is None or len(values) != len(expected):
-        return _report(False, f"give one number per action ({len(expected)} in all), e.g. a list or a tensor.")
+    values = _per_item(answer, len(expected), "number per action", "a list or a tensor")
+    if values is None:
+        return False
     if all(_close(v, e) for v, e in zip(values, expected)):
         return _report(
             True,
@@ -391,10 +400,14 @@ def check_psft_weights(answer: Any, ratios: list[float], epsilon: float) -> bool
         answer, "below 1+ε the objective is r itself, and d r / dθ = r ∇log π; above 1+ε it is a constant."
     ):
         return None
-    values = _flat_floats(answer)
-    if values is None or len(values) != len(ratios):
-        return _report(False, f"give one weight per ratio ({len(ratios)} in all), e.g. a list of numbers.")
-    expected = [r if r <= 1.0 + epsilon else 0.0 for r in ratios]
+    import torch
+
+    from .objectives import psft_gradient_weight
+
+    values = _per_item(answer, len(ratios), "weight per ratio")
+    if values is None:
+        return False
+    expected = psft_gradient_weight(torch.tensor(ratios, dtype=torch.float64), epsilon).tolist()
     if all(_close(v, e) for v, e in zip(values, expected)):
         clipped = sum(r > 1.0 + epsilon for r in ratios)
         return _report(
@@ -593,9 +606,9 @@ def check_group_advantages(answer: Any, rewards: list[float]) -> bool | None:
         "subtract the group's mean reward from each reward, then divide by the group's standard deviation (over G).",
     ):
         return None
-    values = _flat_floats(answer)
-    if values is None or len(values) != len(rewards):
-        return _report(False, f"give one advantage per sample ({len(rewards)} in all), e.g. a list or a tensor.")
+    values = _per_item(answer, len(rewards), "advantage per sample", "a list or a tensor")
+    if values is None:
+        return False
     mean, std = _group_stats(rewards)
     if std == 0:
         expected = [0.0] * len(rewards)
@@ -696,9 +709,9 @@ def check_dft_weights(answer: Any, probs: list[float]) -> bool | None:
         answer, "DFT multiplies each token's log-likelihood by its own probability, held constant (stop-gradient)."
     ):
         return None
-    values = _flat_floats(answer)
-    if values is None or len(values) != len(probs):
-        return _report(False, f"give one weight per token ({len(probs)} in all), e.g. a list of numbers.")
+    values = _per_item(answer, len(probs), "weight per token")
+    if values is None:
+        return False
     if all(_close(v, p) for v, p in zip(values, probs)):
         low = min(probs)
         message = (
