@@ -265,9 +265,35 @@ def test_eval_loss_is_the_nll_for_every_objective(base, dataset, tmp_path):
     assert psft["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-5)
 
 
+def test_a_registered_objective_trains_through_psft_trainer(base, dataset, tmp_path, monkeypatch):
+    """One declaration in the registry is enough: the trainer freezes old log-probs and builds a reference for it."""
+    from psft_edu import objectives
+
+    model, tok = base
+    calls = []
+
+    def loss(logp, mask, old_logp=None, ref_logp=None, *, clip=0.28, beta=0.1, agg="token-mean"):
+        calls.append((old_logp is not None, ref_logp is not None))
+        return objectives.sft_loss(logp, mask, agg) + beta * objectives.kl_to_reference(logp, ref_logp, mask), {}
+
+    toy = objectives.Objective("toy", loss, "Toy", "tab:brown", needs_old_logprobs=True, needs_reference=True)
+    monkeypatch.setitem(objectives.OBJECTIVES, "toy", toy)
+    trainer = PSFTTrainer(
+        copy.deepcopy(model), config(tmp_path), train_dataset=dataset, processing_class=tok, objective="toy",
+        refresh_every=2,
+    )
+    trainer.train()
+    assert trainer.ref_model is not None
+    assert calls == [(True, True), (True, True)]
+    assert [h for h in trainer.state.log_history if "kl_to_ref" in h]
+    assert not torch.equal(flat_params(trainer.model), flat_params(model))
+
+
 def test_rejects_bad_arguments(base, dataset, tmp_path):
     model, tok = base
-    for bad in ({"objective": "ppo"}, {"refresh_every": 0}, {"refresh_every": 2.0}, {"clip": 0.0}, {"beta": -1.0}):
+    bad_arguments = ({"objective": "ppo"}, {"objective": "unknown"}, {"refresh_every": 0}, {"refresh_every": 2.0},
+                     {"clip": 0.0}, {"beta": -1.0})
+    for bad in bad_arguments:
         with pytest.raises(ValueError):
             PSFTTrainer(model, config(tmp_path), train_dataset=dataset, processing_class=tok, **bad)
     with pytest.raises(ValueError, match="loss_type"):
