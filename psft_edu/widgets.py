@@ -88,12 +88,13 @@ def token_explorer(
     def context() -> str:
         return state["prompt"] + tokenizer.decode([i for i, _ in state["generated"] if i not in special])
 
-    def set_box(text: str) -> None:
+    def set_box_and_render(text: str) -> None:
         state["syncing"] = True
         try:
             box.value = text
         finally:
             state["syncing"] = False
+        render()
 
     def render(note: str = "") -> None:
         try:
@@ -121,18 +122,14 @@ def token_explorer(
         except ValueError as err:
             render(str(err))
             return
-        if mode.value == "argmax":
-            action = int(probs.argmax())
-        else:
-            action = int(torch.multinomial(probs, 1, generator=generator))
+        drawn = probs.argmax() if mode.value == "argmax" else torch.multinomial(probs, 1, generator=generator)
+        action = int(drawn)
         state["generated"].append((action, float(probs[action])))
-        set_box(context())
-        render()
+        set_box_and_render(context())
 
     def on_reset(_button=None) -> None:
         state["generated"] = []
-        set_box(state["prompt"])
-        render()
+        set_box_and_render(state["prompt"])
 
     box.observe(on_text, names="value")
     top_k.observe(lambda _change: render(), names="value")
