@@ -1,9 +1,10 @@
 """psft_edu: Proximal Supervised Fine-Tuning (PSFT) from first principles.
 
-Modules: ``objectives`` (the losses), ``tasks`` (the verifiable task world), ``data``
-(tokenizer and JSONL), ``models`` (presets and loading), ``evaluate``, ``train`` (one
-loop for every objective), ``compare`` (SFT vs PSFT), ``rl`` (GRPO), ``plots``,
-``widgets`` and ``exercises`` (for the notebooks).
+Modules: ``objectives`` (the losses, the quantities the notebooks teach, and the objective
+registry), ``presets`` (model sizes and their budgets), ``tasks`` (the verifiable task world),
+``data`` (tokenizer and JSONL), ``models`` (loading), ``evaluate``, ``train`` (one loop for every
+objective), ``compare`` (SFT vs PSFT), ``rl`` (GRPO), ``plots``, and for the notebooks ``analysis``
+(reading results), ``drawing`` (figures), ``widgets`` (controls) and ``exercises``.
 """
 
 from __future__ import annotations

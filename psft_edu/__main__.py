@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from .models import PRESETS, preset_name
+from .objectives import OBJECTIVES, PSFT_CLIP
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -63,7 +64,9 @@ def _check_out_folder(out: str | None) -> None:
 
 
 def _preset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=list(PRESETS), default=None, help="model size (default: $PSFT_EDU_PRESET or small)")
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), default=None, help="model size (default: $PSFT_EDU_PRESET or small)"
+    )
 
 
 def cmd_data(args) -> int:
@@ -79,8 +82,10 @@ def cmd_data(args) -> int:
     from .paths import data_is_read_only
 
     if data_is_read_only():
-        print("error: the data inside the installed package is read-only; set PSFT_EDU_DATA=<folder> to write it there",
-              file=sys.stderr)
+        print(
+            "error: the data inside the installed package is read-only; set PSFT_EDU_DATA=<folder> to write it there",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     for name in write_data():
         print(f"wrote data/{name}")
@@ -115,7 +120,9 @@ def cmd_eval(args) -> int:
     model, tokenizer = load_model_for_run(args.model or preset_name(args.preset), args.device)
     check_model_fits(model, tokenizer)
     families = args.families or list(tasks.FAMILIES)
-    result = evaluate_model(model, tokenizer, {f: eval_prompts(f, args.prompts) for f in families}, args.samples, seed=args.seed)
+    result = evaluate_model(
+        model, tokenizer, {f: eval_prompts(f, args.prompts) for f in families}, args.samples, seed=args.seed
+    )
     for family, row in result.items():
         print(f"{family:9s} " + "  ".join(f"{k}={v:.3f}" for k, v in row.items()))
     return 0
@@ -163,7 +170,10 @@ def cmd_train(args) -> int:
     trainer = Trainer(model, tokenizer, records, cfg, out=args.out, eval_fn=eval_fn)
     trainer.train(resume=args.resume)
     last = trainer.history[-1] if trainer.history else {}
-    print(f"done: {trainer.step} steps; final loss {last.get('loss', float('nan')):.4f}, entropy {last.get('entropy', float('nan')):.4f}")
+    print(
+        f"done: {trainer.step} steps; final loss {last.get('loss', float('nan')):.4f}, "
+        f"entropy {last.get('entropy', float('nan')):.4f}"
+    )
     print(f"model saved to {Path(args.out) / 'model'}")
     return 0
 
@@ -180,7 +190,9 @@ def check_train_flags(args) -> None:
     _not_negative("--warmup-steps", args.warmup_steps)
     _not_negative("--eval-every", args.eval_every)
     _not_negative("--save-every", args.save_every)
-    _require(args.max_length >= 2, f"--max-length must be at least 2 (a prompt token and a target), got {args.max_length}")
+    _require(
+        args.max_length >= 2, f"--max-length must be at least 2 (a prompt token and a target), got {args.max_length}"
+    )
     _require(
         args.global_batch % args.mini_batch == 0,
         f"--global-batch ({args.global_batch}) must be a multiple of --mini-batch ({args.mini_batch})",
@@ -204,8 +216,15 @@ def cmd_compare(args) -> int:
 
         torch.set_num_threads(args.threads)
     seeds = tuple(args.seeds) if args.seeds else None
-    summary = compare(preset_name(args.preset), seeds, out, max_steps=args.max_steps, long=not args.no_long,
-                      model=args.model, midtrain_steps=args.midtrain_steps)
+    summary = compare(
+        preset_name(args.preset),
+        seeds,
+        out,
+        max_steps=args.max_steps,
+        long=not args.no_long,
+        model=args.model,
+        midtrain_steps=args.midtrain_steps,
+    )
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.md'}  (summary.json and figures beside it; {summary['seconds']} s)")
     return 0
@@ -277,7 +296,7 @@ def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=16)
     parser.add_argument("--clip-low", type=float, default=0.2)
-    parser.add_argument("--clip-high", type=float, default=0.28)
+    parser.add_argument("--clip-high", type=float, default=PSFT_CLIP)
     parser.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
 
 
@@ -291,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train a base model on the task mixture")
     _preset_arg(p)
-    p.add_argument("--out", default=None, help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--device", default=None)
@@ -308,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="fine-tune with one objective")
-    p.add_argument("--objective", default="psft", choices=["sft", "psft", "sft_kl", "dft", "asft"])
+    p.add_argument("--objective", default="psft", choices=list(OBJECTIVES))
     _preset_arg(p)
     p.add_argument("--model", default=None, help="folder or hf:<id> instead of the preset's base")
     p.add_argument("--data", default=None, help="prompt/completion JSONL instead of data/sft_train.jsonl")
@@ -319,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-batch", type=int, default=256)
     p.add_argument("--mini-batch", type=int, default=32)
     p.add_argument("--micro-batch", type=int, default=None)
-    p.add_argument("--clip", type=float, default=0.28)
+    p.add_argument("--clip", type=float, default=PSFT_CLIP)
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--never-refresh", action="store_true", help="PSFT: keep the base model as the old policy")
     p.add_argument("--max-length", type=int, default=64)
@@ -330,8 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-kl-log", action="store_true", help="skip logging KL to the base model (saves a forward)")
     p.add_argument("--compile", action="store_true", help="torch.compile (CUDA only)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from --out/checkpoint.pt (only --max-steps, --eval-every, --save-every may change)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --out/checkpoint.pt (only --max-steps, --eval-every, --save-every may change)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
@@ -343,8 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
     p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--model", default=None,
-                   help="a pretrained causal LM (folder or hf:<id>, own tokenizer) as the base, mid-trained on the task world first")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a pretrained causal LM (folder or hf:<id>, own tokenizer) as the base, "
+        "mid-trained on the task world first",
+    )
     p.add_argument("--midtrain-steps", type=int, default=None, help="with --model: mid-training steps (default 1000)")
     p.set_defaults(func=cmd_compare)
 
@@ -362,8 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="rl_hard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=10)
-    p.add_argument("--resume", action="store_true",
-                   help="continue from --out/checkpoint.pt (only --steps and --save-every may change)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --out/checkpoint.pt (only --steps and --save-every may change)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl)
@@ -372,18 +405,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sft", required=True, help="checkpoint folder of the SFT model")
     p.add_argument("--psft", required=True, help="checkpoint folder of the PSFT model")
     p.add_argument("--tag", default="", help="suffix of their run names, e.g. lr1e-03 -> sft_lr1e-03, psft_lr1e-03")
-    p.add_argument("--init", action="append", default=None, metavar="NAME=PATH", help="another start (repeatable), e.g. base=small")
+    p.add_argument(
+        "--init", action="append", default=None, metavar="NAME=PATH", help="another start (repeatable), e.g. base=small"
+    )
     p.add_argument("--out", required=True)
     _rl_args(p, steps=60, lr=3e-4)
     p.add_argument("--updates-per-step", type=int, default=2)
-    p.add_argument("--split", default="generated",
-                   help="'generated' (new make_sum prompts, none from data/), 'generated-hard', a shipped split or a JSONL file")
+    p.add_argument(
+        "--split",
+        default="generated",
+        help="'generated' (new make_sum prompts, none from data/), 'generated-hard', a shipped split or a JSONL file",
+    )
     p.add_argument("--num-prompts", type=int, default=512, help="with --split generated*")
     p.add_argument("--prompt-seed", type=int, default=1, help="with --split generated*")
     p.add_argument("--eval-prompts", type=int, default=64, help="per family")
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--eval-every", type=int, default=10)
-    p.add_argument("--show-prompts", type=int, default=4, help="in-domain prompts whose samples are kept at every evaluation")
+    p.add_argument(
+        "--show-prompts", type=int, default=4, help="in-domain prompts whose samples are kept at every evaluation"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the result here (e.g. notebooks/results/rl_small.json)")
     p.add_argument("--device", default=None)
@@ -395,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="*", default=None)
     p.add_argument("--out", default="runs/sweep")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="rate of the neighbours/clip/refresh sweeps (default: the higher rate)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="rate of the neighbours/clip/refresh sweeps (default: the higher rate)"
+    )
     p.set_defaults(func=cmd_sweep)
 
     debug_help = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"

@@ -18,11 +18,12 @@ Everything here is NumPy; :func:`collapse_widget` adds ipywidgets sliders around
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .objectives import PSFT_CLIP
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -65,7 +66,9 @@ def sft_gradient(z: np.ndarray, teacher: np.ndarray) -> np.ndarray:
 
 
 def psft_gradient(z: np.ndarray, old_probs: np.ndarray, teacher: np.ndarray, epsilon: float) -> np.ndarray:
-    """Gradient of :math:`\\sum_a q_a \\min(r_a, 1+\\epsilon)` in ``z``, :math:`r_a = \\pi_a / \\pi^{\\mathrm{old}}_a`."""
+    """Gradient of :math:`\\sum_a q_a \\min(r_a, 1+\\epsilon)` in ``z``, :math:`r_a = \\pi_a /
+    \\pi^{\\mathrm{old}}_a`.
+    """
     pi = softmax(z)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(old_probs > 0, pi / old_probs, 1.0)
@@ -77,13 +80,14 @@ def simulate(
     objective: str,
     teacher: tuple[float, ...] | np.ndarray = TEACHERS["one answer"],
     lr: float = 0.3,
-    epsilon: float = 0.28,
+    epsilon: float = PSFT_CLIP,
     k: int = 8,
     epochs: int = 60,
     base_probs: tuple[float, ...] | np.ndarray = BASE_PROBS,
 ) -> BanditRun:
     """Train the bandit's logits from ``base_probs`` with ``objective`` ("sft" or "psft") for
-    ``epochs * STEPS_PER_EPOCH`` gradient-ascent steps of size ``lr``; PSFT refreshes its old policy every ``k`` steps."""
+    ``epochs * STEPS_PER_EPOCH`` gradient-ascent steps of size ``lr``; PSFT refreshes its old policy
+    every ``k`` steps."""
     if objective not in ("sft", "psft"):
         raise ValueError(f"objective must be 'sft' or 'psft', got {objective!r}")
     if k < 1 or epochs < 1 or lr <= 0 or epsilon <= 0:
@@ -115,7 +119,9 @@ def simulate(
     return BanditRun(probs=probs, entropy=ent, teacher_prob=probs @ q, ratio_max=ratio_max, clip_fraction=clip_fraction)
 
 
-def draw(axes, sft: BanditRun, psft: BanditRun, teacher: np.ndarray | tuple[float, ...], k: int, epsilon: float) -> None:
+def draw(
+    axes, sft: BanditRun, psft: BanditRun, teacher: np.ndarray | tuple[float, ...], k: int, epsilon: float
+) -> None:
     """Three panels: entropy, probability of the teacher's answers, and PSFT's largest ratio per step."""
     q = np.asarray(teacher, dtype=np.float64)
     q = q / q.sum()
@@ -150,7 +156,7 @@ def draw(axes, sft: BanditRun, psft: BanditRun, teacher: np.ndarray | tuple[floa
     ax.legend(fontsize=7, loc="best")
 
 
-def figure(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: int = 60, teacher: str = "one answer"):
+def figure(lr: float = 0.3, epsilon: float = PSFT_CLIP, k: int = 8, epochs: int = 60, teacher: str = "one answer"):
     """The side-by-side figure at these settings (a matplotlib Figure), e.g. as the static fallback of the widget."""
     import matplotlib.pyplot as plt
 
@@ -165,16 +171,18 @@ def figure(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: int = 60,
 
 
 def _png(lr: float, epsilon: float, k: int, epochs: int, teacher: str, dpi: int = 72) -> bytes:
-    from matplotlib.figure import Figure
+    from .drawing import render_png
 
     q = TEACHERS[teacher]
-    fig = Figure(figsize=(12, 3.3))
-    axes = fig.subplots(1, 3)
-    draw(axes, simulate("sft", q, lr, epsilon, k, epochs), simulate("psft", q, lr, epsilon, k, epochs), q, k, epsilon)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.97, wspace=0.25)  # fixed: no extra layout pass
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
-    return buffer.getvalue()
+
+    def paint(fig) -> None:
+        axes = fig.subplots(1, 3)
+        draw(
+            axes, simulate("sft", q, lr, epsilon, k, epochs), simulate("psft", q, lr, epsilon, k, epochs), q, k, epsilon
+        )
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.97, wspace=0.25)  # fixed: no extra layout pass
+
+    return render_png(paint, (12, 3.3), dpi, layout=False, pil_kwargs={"compress_level": 1})
 
 
 def readout(lr: float, epsilon: float, k: int, epochs: int, teacher: str) -> str:
@@ -189,7 +197,7 @@ def readout(lr: float, epsilon: float, k: int, epochs: int, teacher: str) -> str
     return "\n".join(lines)
 
 
-def collapse_widget(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: int = 60,
+def collapse_widget(lr: float = 0.3, epsilon: float = PSFT_CLIP, k: int = 8, epochs: int = 60,
                     teacher: str = "one answer") -> ipywidgets.VBox:
     """Sliders for lr, ε, K and epochs and a teacher switch; the three panels of :func:`draw` redraw on every change."""
     import ipywidgets as widgets
@@ -201,7 +209,9 @@ def collapse_widget(lr: float = 0.3, epsilon: float = 0.28, k: int = 8, epochs: 
         "epochs": widgets.IntSlider(value=epochs, min=1, max=200, step=1, description="epochs"),
         "teacher": widgets.ToggleButtons(options=list(TEACHERS), value=teacher, description="teacher"),
     }
-    image = widgets.Image(value=_png(lr, epsilon, k, epochs, teacher), format="png", layout=widgets.Layout(max_width="900px"))
+    image = widgets.Image(
+        value=_png(lr, epsilon, k, epochs, teacher), format="png", layout=widgets.Layout(max_width="900px")
+    )
     text = widgets.HTML(f"<pre>{readout(lr, epsilon, k, epochs, teacher)}</pre>")
 
     def redraw(_change=None) -> None:

@@ -41,7 +41,7 @@ def _records(preset: str, count: int, seq_len: int | None) -> list[dict]:
 
 def _model(preset: str, device: torch.device):
     p = get_preset(preset)
-    if p.name == "gpt2":
+    if p.bench.from_scratch:
         return new_model(p, load_tokenizer()).to(device), load_tokenizer()
     model, tok = load_model(p.name, device=device)
     return model.train(), tok
@@ -57,13 +57,13 @@ def time_ours(objective: str, preset: str, records, cfg_kwargs: dict, steps: int
     cfg = TrainConfig(objective=objective, max_steps=steps, log_kl=False, warmup_steps=0, **cfg_kwargs)
     trainer = Trainer(model, tok, records, cfg, progress=False)
     # Warm-up: one global batch, not timed.
-    cfg.max_steps = cfg.updates_per_batch
+    cfg.max_steps = cfg.refresh_every
     trainer.train()
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    cfg.max_steps = cfg.updates_per_batch + steps
+    cfg.max_steps = cfg.refresh_every + steps
     trainer.train()
     _sync(device)
     seconds = time.perf_counter() - start
@@ -83,7 +83,9 @@ def time_handwritten(preset: str, records, cfg_kwargs: dict, steps: int, device)
     mini = cfg_kwargs["mini_batch"]
     ids, prompt_lengths, _ = encode_records(records, tok, cfg_kwargs.get("max_length", 64))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=device.type == "cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
     def step(k: int) -> None:
         start = (k * mini) % (len(ids) - mini)
@@ -124,7 +126,9 @@ def time_hf_trainer(preset: str, records, cfg_kwargs: dict, steps: int, device) 
         # Trainer's model shifts labels itself, so give it unshifted inputs and labels.
         full = torch.cat([batch.input_ids, batch.targets[:, -1:]], dim=1)
         attention = torch.cat([batch.attention_mask, (batch.targets[:, -1:] != tok.pad_token_id).long()], dim=1)
-        labels = torch.cat([torch.full_like(batch.targets[:, :1], -100), batch.targets.masked_fill(batch.mask == 0, -100)], 1)
+        labels = torch.cat(
+            [torch.full_like(batch.targets[:, :1], -100), batch.targets.masked_fill(batch.mask == 0, -100)], 1
+        )
         return {"input_ids": full, "attention_mask": attention, "labels": labels}
 
     warm = cfg_kwargs["global_batch"] // mini
@@ -218,14 +222,10 @@ def run_bench(
     """Run every measurement and print the table; returns it as a dict."""
     dev = pick_device(device)
     p = get_preset(preset)
-    if p.name == "gpt2":
-        cfg_kwargs = {"global_batch": 64, "mini_batch": 8, "max_length": 1024}
-        records = _records(p.name, 512, 1024)
-        steps = steps or 32
-    else:
-        cfg_kwargs = {"global_batch": 256, "mini_batch": 32, "max_length": 64}
-        records = _records(p.name, 2048, None)
-        steps = steps or 64
+    budget = p.bench  # shapes and step count of this preset (presets.py)
+    cfg_kwargs = budget.train_kwargs()
+    records = _records(p.name, budget.records, budget.synthetic_length)
+    steps = steps or budget.steps
     torch.manual_seed(0)
     results: dict = {"preset": p.name, "device": _device_name(dev), "steps": steps, "repeats": repeats, "rows": []}
 
@@ -245,10 +245,28 @@ def run_bench(
     def row(name, value, goal, ok, detail):
         results["rows"].append({"measure": name, "value": value, "goal": goal, "met": ok, "detail": detail})
 
-    row("PSFT / SFT wall time (K=8)", psft_s / sft_s, "<= 1.30", psft_s / sft_s <= 1.30, f"{psft_s:.2f} s vs {sft_s:.2f} s")
+    row(
+        "PSFT / SFT wall time (K=8)",
+        psft_s / sft_s,
+        "<= 1.30",
+        psft_s / sft_s <= 1.30,
+        f"{psft_s:.2f} s vs {sft_s:.2f} s",
+    )
     ours = f"{tokens / sft_s:,.0f}"
-    row("ours / hand-written tokens/s", hand_s / sft_s, ">= 0.95", hand_s / sft_s >= 0.95, f"{ours} vs {tokens / hand_s:,.0f} tok/s")
-    row("ours / transformers.Trainer tokens/s", hf_s / sft_s, ">= 1.00", hf_s / sft_s >= 1.0, f"{ours} vs {tokens / hf_s:,.0f} tok/s")
+    row(
+        "ours / hand-written tokens/s",
+        hand_s / sft_s,
+        ">= 0.95",
+        hand_s / sft_s >= 0.95,
+        f"{ours} vs {tokens / hand_s:,.0f} tok/s",
+    )
+    row(
+        "ours / transformers.Trainer tokens/s",
+        hf_s / sft_s,
+        ">= 1.00",
+        hf_s / sft_s >= 1.0,
+        f"{ours} vs {tokens / hf_s:,.0f} tok/s",
+    )
     row("chunked / naive peak memory (V=50257)", chunk_mem / naive_mem, "<= 0.50", chunk_mem / naive_mem <= 0.5,
         f"{chunk_mem / 2**20:,.0f} MiB vs {naive_mem / 2**20:,.0f} MiB")
     results["sft_tokens_per_s"] = tokens / sft_s
@@ -264,7 +282,14 @@ def run_bench(
     print("| measure | value | goal | met | detail |\n| --- | --- | --- | --- | --- |")
     for r in results["rows"]:
         print(f"| {r['measure']} | {r['value']:.2f}x | {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['detail']} |")
-    for key in ("sft_tokens_per_s", "psft_tokens_per_s", "mfu_sft", "mfu_psft", "peak_memory_gib_sft", "peak_memory_gib_psft"):
+    for key in (
+        "sft_tokens_per_s",
+        "psft_tokens_per_s",
+        "mfu_sft",
+        "mfu_psft",
+        "peak_memory_gib_sft",
+        "peak_memory_gib_psft",
+    ):
         if key in results:
             print(f"{key}: {results[key]:,.3f}")
     if out:
@@ -278,4 +303,6 @@ def _device_name(dev: torch.device) -> str:
     import os
     import platform
 
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return (
+        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )

@@ -50,7 +50,9 @@ def build_policy() -> str:
         return "force"
     if raw in ("0", "no", "false", "never", "off"):
         return "never"
-    raise ValueError(f"${BUILD_ENV}={raw!r}: use 1 (build anywhere), 0 (never build) or leave it unset (build on a GPU only)")
+    raise ValueError(
+        f"${BUILD_ENV}={raw!r}: use 1 (build anywhere), 0 (never build) or leave it unset (build on a GPU only)"
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -86,8 +88,16 @@ def probe_seconds_per_step(
     tokenizer = load_tokenizer()
     model = new_model(p, tokenizer, seed=0).to(device)
     records = load_split("pretrain")[: batch * (steps + 1)]
-    cfg = TrainConfig(objective="sft", lr=p.pretrain_lr, max_steps=1, global_batch=batch, mini_batch=batch,
-                      warmup_steps=0, weight_decay=0.01, log_kl=False)
+    cfg = TrainConfig(
+        objective="sft",
+        lr=p.pretrain_lr,
+        max_steps=1,
+        global_batch=batch,
+        mini_batch=batch,
+        warmup_steps=0,
+        weight_decay=0.01,
+        log_kl=False,
+    )
     trainer = Trainer(model, tokenizer, records, cfg, progress=False)
     trainer.train()  # warm-up: allocations, kernel selection
     _sync(device)
@@ -149,7 +159,9 @@ def ensure_base(preset: str, device: str | torch.device | None = None, progress:
         started = time.time()
         pretrain(p.name, out=target, device=str(device), progress=progress)
         shutil.rmtree(target.with_name(target.name + ".run"), ignore_errors=True)  # the trainer's work folder
-    print(f"built the `{p.name}` base in {format_duration(time.time() - started)}: {target}", file=sys.stderr, flush=True)
+    print(
+        f"built the `{p.name}` base in {format_duration(time.time() - started)}: {target}", file=sys.stderr, flush=True
+    )
     return target
 
 

@@ -30,6 +30,8 @@ from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import demonstration_metrics, evaluate_model, sample
 from .models import get_preset, load_model
+from .objectives import PSFT_CLIP
+from .presets import PRESETS, CompareSettings
 from .stats import describe, excludes_zero, paired_difference
 from .train import TrainConfig, Trainer
 
@@ -44,39 +46,9 @@ class RunSpec:
     global_batch: int | None = None
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    """Budget of one view of the comparison at one preset."""
-
-    max_steps: int
-    global_batch: int
-    mini_batch: int
-    high_lr: float  # the best in-domain rate of SFT in a scan: the "aggressive" rate
-    low_lr: float  # ten times lower: PSFT's rate in the paper-style pairing
-    eval_every: int  # optimiser steps between evaluations (checked between global batches)
-    eval_prompts: int  # prompts per family, the same at every evaluation point
-    eval_samples: int  # samples per prompt (k of pass@k)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    train_records: int | None = None  # demonstrations used (None: all of sft_train.jsonl)
-
-    @property
-    def refresh_every(self) -> int:
-        return self.global_batch // self.mini_batch
-
-
-# The main view and the prolonged view of each preset (chosen so `make compare` stays under 10
-# minutes on 2 CPU cores at `small`). In the prolonged view one global batch is the whole small
-# demonstration set, so every epoch is one frozen old policy and K optimiser steps.
-SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(192, 256, 32, 1e-3, 1e-4, 64, 16, 4, seeds=(0,)),
-    "small": CompareSettings(128, 256, 32, 1e-3, 1e-4, 32, 24, 8),
-    "gpt2": CompareSettings(400, 256, 32, 1e-4, 1e-5, 50, 64, 8, seeds=(0, 1, 2)),
-}
-LONG_SETTINGS: dict[str, CompareSettings] = {
-    "tiny": CompareSettings(144, 128, 16, 1e-3, 1e-4, 48, 16, 4, seeds=(0,), train_records=128),
-    "small": CompareSettings(144, 256, 32, 1e-3, 1e-4, 24, 24, 8, seeds=(0, 1, 2), train_records=256),
-    "gpt2": CompareSettings(288, 256, 32, 1e-4, 1e-5, 32, 64, 8, seeds=(0, 1, 2), train_records=256),
-}
+# The main view and the prolonged view of each preset: their budgets live with the preset (presets.py).
+SETTINGS: dict[str, CompareSettings] = {name: p.compare for name, p in PRESETS.items()}
+LONG_SETTINGS: dict[str, CompareSettings] = {name: p.long for name, p in PRESETS.items()}
 
 
 def run_name(objective: str, lr: float) -> str:
@@ -143,7 +115,7 @@ def finetune(
         max_steps=settings.max_steps,
         global_batch=spec.global_batch or settings.global_batch,
         mini_batch=settings.mini_batch,
-        clip=spec.clip if spec.clip is not None else 0.28,
+        clip=spec.clip if spec.clip is not None else PSFT_CLIP,
         never_refresh=spec.never_refresh,
         seed=seed,
         eval_every=settings.eval_every,
@@ -159,7 +131,12 @@ def finetune(
 
     trainer = Trainer(model, tokenizer, records, cfg, out=out, eval_fn=eval_fn, progress=progress)
     history = trainer.train()
-    return {"metrics": history, "evals": trainer.evals, "final": trainer.evals[-1], "samples": sample_table(model, tokenizer, seed)}
+    return {
+        "metrics": history,
+        "evals": trainer.evals,
+        "final": trainer.evals[-1],
+        "samples": sample_table(model, tokenizer, seed),
+    }
 
 
 def evaluate_base(preset: str, settings: CompareSettings, seed: int, val_records: list[dict]) -> dict:
@@ -215,7 +192,9 @@ def _curve(per_seed: list[list[float]]) -> dict:
     return {key: [c[key] for c in columns] for key in ("mean", "std", "ci95")}
 
 
-def summarise(preset: str, settings: CompareSettings, results: dict[str, list[dict]], specs: list[RunSpec], base: list[dict]) -> dict:
+def summarise(
+    preset: str, settings: CompareSettings, results: dict[str, list[dict]], specs: list[RunSpec], base: list[dict]
+) -> dict:
     """Collapse per-seed results into the documented ``summary.json`` shape."""
     runs = {}
     for spec in specs:
@@ -358,6 +337,7 @@ def compare(
 
 # ---------------------------------------------------------------- the report
 
+
 def _fmt(stat: dict, scale: float = 1.0, digits: int = 2) -> str:
     low, high = stat["ci95"]
     return f"{stat['mean'] * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
@@ -407,7 +387,7 @@ def _view_header(view: dict, what: str) -> str:
     data = f"the first {st['train_records']} demonstrations" if st["train_records"] else "all demonstrations"
     return (
         f"{what}: {data}, {st['max_steps']} optimiser steps, global batch {st['global_batch']}, mini-batch "
-        f"{st['mini_batch']} (old policy refreshed every {st['refresh_every']} steps), PSFT ε 0.28; seeds "
+        f"{st['mini_batch']} (old policy refreshed every {st['refresh_every']} steps), PSFT ε {PSFT_CLIP:g}; seeds "
         f"{', '.join(map(str, st['seeds']))}; every evaluation {st['eval_prompts']} prompts per family × "
         f"{st['eval_samples']} samples at T = 1. Mean [95% interval over seeds]."
     )
@@ -415,7 +395,12 @@ def _view_header(view: dict, what: str) -> str:
 
 def write_report(summary: dict, path: str | Path, figures: list[str]) -> None:
     """A Markdown report: both views' tables with intervals, paired differences, findings, figures."""
-    lines = [f"# SFT vs PSFT on the `{summary['preset']}` preset", "", f"torch threads: {summary.get('threads', '?')}", ""]
+    lines = [
+        f"# SFT vs PSFT on the `{summary['preset']}` preset",
+        "",
+        f"torch threads: {summary.get('threads', '?')}",
+        "",
+    ]
     views = [("Main view", summary)] + ([("Prolonged view", summary["long"])] if "long" in summary else [])
     for title, view in views:
         lines += [f"## {title}", "", _view_header(view, title), "", *view_table(view), ""]

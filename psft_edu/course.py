@@ -113,7 +113,9 @@ def notebooks_in(folder: str | Path) -> list[Path]:
 
 
 def is_solution(cell: Any) -> bool:
-    """A worked solution: tagged ``solution``, or a markdown cell of folded solutions (``<details><summary>Solution``)."""
+    """A worked solution: tagged ``solution``, or a markdown cell of folded solutions
+    (``<details><summary>Solution``).
+    """
     if SOLUTION_TAG in _tags(cell):
         return True
     return cell.cell_type == "markdown" and cell.source.lstrip().lower().startswith(FOLDED_SOLUTIONS)

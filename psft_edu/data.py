@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from . import tasks
-from .models import DATA_DIR, TOKENIZER_DIR
+from .paths import DATA_DIR, TOKENIZER_DIR
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 CHARACTERS = " +-=:" + "0123456789" + "abcdefghijklmnopqrstuvwxyz"

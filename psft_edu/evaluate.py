@@ -157,7 +157,9 @@ def own_sample_kl(
             prompt_lengths.append(len(p))
     total, count = 0.0, 0.0
     for start in range(0, len(ids), batch_size):
-        batch = collate(ids[start : start + batch_size], prompt_lengths[start : start + batch_size], tokenizer.pad_token_id)
+        batch = collate(
+            ids[start : start + batch_size], prompt_lengths[start : start + batch_size], tokenizer.pad_token_id
+        )
         batch = batch.to(device)
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         ref_logits = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
@@ -225,7 +227,9 @@ def demonstration_metrics(
     totals = {"entropy": 0.0, "nll": 0.0, "kl_to_base": 0.0}
     count = 0.0
     for start in range(0, len(ids), batch_size):
-        batch = collate(ids[start : start + batch_size], prompt_lengths[start : start + batch_size], tokenizer.pad_token_id).to(device)
+        batch = collate(
+            ids[start : start + batch_size], prompt_lengths[start : start + batch_size], tokenizer.pad_token_id
+        ).to(device)
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         n = batch.mask.sum().item()
         logp = token_logprobs(logits, batch.targets)

@@ -65,26 +65,38 @@ def check_action_space(answer: Any, tokenizer: Any) -> bool | None:
         return _report(True, f"{size} actions: every token of the vocabulary, special tokens included, at every step.")
     if answer == size - specials:
         return _report(
-            False, "you counted only the characters; the policy also puts probability on the special tokens (<eos> ends the episode)."
+            False,
+            "you counted only the characters; the policy also puts probability on the special tokens (<eos> ends the "
+            "episode).",
         )
     return _report(False, f"count the tokens the model can output (hint: len(tokenizer)); you gave {answer!r}.")
 
 
 def check_sequence_count(answer: Any, vocab_size: int, length: int) -> bool | None:
     """01, exercise 2: how many different action sequences of ``length`` steps exist?"""
-    if _not_attempted(answer, "at each of the steps any of the vocab_size actions can be taken, independently of the others."):
+    if _not_attempted(
+        answer, "at each of the steps any of the vocab_size actions can be taken, independently of the others."
+    ):
         return None
     expected = vocab_size**length
     if answer == expected:
-        return _report(True, f"{vocab_size}^{length} = {expected:,} sequences; the policy gives each a probability, and they sum to 1.")
+        return _report(
+            True,
+            f"{vocab_size}^{length} = {expected:,} sequences; the policy gives each a probability, and they sum to 1.",
+        )
     if answer == vocab_size * length:
-        return _report(False, "that is vocab_size * length; the choices multiply: vocab_size at step 1, times vocab_size at step 2...")
+        return _report(
+            False,
+            "that is vocab_size * length; the choices multiply: vocab_size at step 1, times vocab_size at step 2...",
+        )
     return _report(False, f"expected vocab_size ** length; you gave {answer!r}.")
 
 
 def check_completion_logprob(answer: Any, model: Any, tokenizer: Any, prompt: str, completion: str) -> bool | None:
     """01, exercise 3: log pi(completion | prompt), summed over the completion's tokens (no <eos>)."""
-    if _not_attempted(answer, "add up log pi(y_t | x, y_<t) over the completion's tokens; one forward pass gives every term."):
+    if _not_attempted(
+        answer, "add up log pi(y_t | x, y_<t) over the completion's tokens; one forward pass gives every term."
+    ):
         return None
     import torch
 
@@ -108,15 +120,19 @@ def check_completion_logprob(answer: Any, model: Any, tokenizer: Any, prompt: st
         return _report(False, "that is the probability itself; take its logarithm.")
     if _close(value, expected / len(c), 1e-3):
         return _report(False, "that is the mean over tokens; the joint log-probability is the sum.")
-    return _report(False, f"expected about {expected:.3f}. Did you sum exactly the completion's {len(c)} tokens (no prompt tokens)?")
-
+    return _report(
+        False,
+        f"expected about {expected:.3f}. Did you sum exactly the completion's {len(c)} tokens (no prompt tokens)?",
+    )
 
 
 # ---------------------------------------------------------------- 02 the SFT loss
 
 def check_seq_mean_loss(answer: Any, logp: Any, mask: Any) -> bool | None:
     """02, exercise 1: the sequence-mean SFT loss of a batch, by hand."""
-    if _not_attempted(answer, "per sequence: the mean of -logp over its masked tokens; then the mean of those numbers."):
+    if _not_attempted(
+        answer, "per sequence: the mean of -logp over its masked tokens; then the mean of those numbers."
+    ):
         return None
     from .objectives import sft_loss
 
@@ -155,7 +171,10 @@ def check_constant_prob_loss(answer: Any, p: float) -> bool | None:
 
 def check_long_answer_weight(answer: Any, lengths: list[int]) -> bool | None:
     """02, exercise 3: under token-mean, the share of the loss's weight that the LAST sequence gets."""
-    if _not_attempted(answer, "token-mean gives each token the weight 1 / (total number of tokens); add up the last sequence's tokens."):
+    if _not_attempted(
+        answer,
+        "token-mean gives each token the weight 1 / (total number of tokens); add up the last sequence's tokens.",
+    ):
         return None
     expected = lengths[-1] / sum(lengths)
     value = _scalar(answer)
@@ -163,7 +182,11 @@ def check_long_answer_weight(answer: Any, lengths: list[int]) -> bool | None:
         return _not_a_number(answer)
     if _close(value, expected):
         share = 1 / len(lengths)
-        return _report(True, f"{lengths[-1]} / {sum(lengths)} = {expected:.4f}; under seq-mean it would be 1/{len(lengths)} = {share:.4f}.")
+        return _report(
+            True,
+            f"{lengths[-1]} / {sum(lengths)} = {expected:.4f}; under seq-mean it would be 1/{len(lengths)} = "
+            f"{share:.4f}.",
+        )
     if _close(value, 1 / len(lengths)):
         return _report(False, "that is its share under seq-mean; token-mean weighs sequences by their length.")
     return _report(False, f"expected the last length divided by the total number of tokens; you gave {answer!r}.")
@@ -186,6 +209,15 @@ def _flat_floats(answer: Any) -> list[float] | None:
         return None
 
 
+def _per_item(answer: Any, count: int, what: str, example: str = "a list of numbers") -> list[float] | None:
+    """``answer`` as ``count`` floats, or None after telling the learner to give one ``what`` per item."""
+    values = _flat_floats(answer)
+    if values is None or len(values) != count:
+        _report(False, f"give one {what} ({count} in all), e.g. {example}.")
+        return None
+    return values
+
+
 def _number(answer: Any) -> float | None:
     """A single number (Python, NumPy or a one-element tensor) as a float; None if it is not one."""
     values = _flat_floats(answer)
@@ -193,27 +225,42 @@ def _number(answer: Any) -> float | None:
 
 
 def check_reinforce_gradient(answer: Any, probs: list[float], action: int, advantage: float = 1.0) -> bool | None:
-    r"""Gradient of :math:`\hat A \log \mathrm{softmax}(z)_a` with respect to the logits z: :math:`\hat A(\mathbf{e}_a - \pi)`."""
+    r"""Gradient of :math:`\hat A \log \mathrm{softmax}(z)_a` with respect to the logits z: :math:`\hat A(\mathbf{e}_a
+    - \pi)`.
+    """
     if _not_attempted(answer, "d log softmax(z)_a / dz_k is 1[k = a] - pi_k; multiply every entry by the advantage."):
         return None
-    values = _flat_floats(answer)
     expected = [advantage * ((1.0 if k == action else 0.0) - p) for k, p in enumerate(probs)]
-    if values is None or len(values) != len(expected):
-        return _report(False, f"give one number per action ({len(expected)} in all), e.g. a list or a tensor.")
+    values = _per_item(answer, len(expected), "number per action", "a list or a tensor")
+    if values is None:
+        return False
     if all(_close(v, e) for v, e in zip(values, expected)):
-        return _report(True, "the chosen action's logit goes up by A(1 - p_a), every other logit down by A p_k; the entries sum to 0.")
+        return _report(
+            True,
+            "the chosen action's logit goes up by A(1 - p_a), every other logit down by A p_k; the entries sum to 0.",
+        )
     if all(_close(v, -e) for v, e in zip(values, expected)):
-        return _report(False, "the sign is flipped: that is the gradient of the loss (-A log pi), not of the objective.")
+        return _report(
+            False, "the sign is flipped: that is the gradient of the loss (-A log pi), not of the objective."
+        )
     if all(_close(v, e / advantage) for v, e in zip(values, expected)) and advantage != 1.0:
         return _report(False, f"right shape, but the advantage ({advantage:g}) scales every entry.")
     if _close(sum(values), 0.0) is False:
-        return _report(False, "the entries of this gradient always sum to zero (the probabilities sum to one); check each 1[k = a] - pi_k.")
+        return _report(
+            False,
+            "the entries of this gradient always sum to zero (the probabilities sum to one); check each 1[k = a] - "
+            "pi_k.",
+        )
     return _report(False, "compute 1[k = a] - pi_k for every action k, then multiply by the advantage.")
 
 
 def check_advantage(advantage: Any, direction: Any, q: float, v: float) -> bool | None:
-    """The advantage Q - V of an action and whether a policy-gradient step raises ("up") or lowers ("down") its probability."""
-    if _not_attempted(advantage, "the advantage is Q(s, a) - V(s): how much better the action is than the state's average."):
+    """The advantage Q - V of an action and whether a policy-gradient step raises ("up") or lowers ("down") its
+    probability.
+    """
+    if _not_attempted(
+        advantage, "the advantage is Q(s, a) - V(s): how much better the action is than the state's average."
+    ):
         return None
     expected = q - v
     advantage = _number(advantage)
@@ -233,8 +280,12 @@ def check_advantage(advantage: Any, direction: Any, q: float, v: float) -> bool 
 
 
 def check_sft_logit_gradient(answer: Any, p: float) -> bool | None:
-    r"""Derivative of :math:`\log \pi(a^*)` with respect to the demonstration token's own logit when :math:`\pi(a^*) = p`."""
-    if _not_attempted(answer, "use the REINFORCE gradient with Â = 1 and only look at the entry of the demonstrated token."):
+    r"""Derivative of :math:`\log \pi(a^*)` with respect to the demonstration token's own logit when :math:`\pi(a^*) =
+    p`.
+    """
+    if _not_attempted(
+        answer, "use the REINFORCE gradient with Â = 1 and only look at the entry of the demonstrated token."
+    ):
         return None
     expected = 1.0 - p
     answer = _number(answer)
@@ -243,7 +294,8 @@ def check_sft_logit_gradient(answer: Any, p: float) -> bool | None:
     if _close(answer, expected, tol=1e-6):
         return _report(
             True,
-            f"1 - p = {expected:.3g} > 0: SFT keeps pushing the token up however likely it already is; only p = 1 stops it.",
+            f"1 - p = {expected:.3g} > 0: SFT keeps pushing the token up however likely it already is; only p = 1 "
+            "stops it.",
         )
     if _close(answer, -p, tol=1e-6) or _close(answer, p - 1.0, tol=1e-6):
         return _report(False, "mind the sign: for the demonstrated token the entry of e_a - pi is positive.")
@@ -273,12 +325,18 @@ def check_clipped_value(answer: Any, r: float, advantage: float, epsilon: float)
         return _report(False, "that is the larger of the two terms; the surrogate keeps the smaller (pessimistic) one.")
     if _close(answer, -expected):
         return _report(False, "right size, wrong sign: this is the objective (maximised), not the loss.")
-    return _report(False, f"with r = {r:g}, Â = {advantage:g}, ε = {epsilon:g}: r·Â = {r * advantage:.4g}; what is the clipped term?")
+    return _report(
+        False,
+        f"with r = {r:g}, Â = {advantage:g}, ε = {epsilon:g}: r·Â = {r * advantage:.4g}; what is the clipped term?",
+    )
 
 
 def check_gradient_is_zero(answer: Any, r: float, advantage: float, epsilon: float) -> bool | None:
     """Whether the clipped surrogate's derivative in r is zero at (r, Â, ε) (answer True or False)."""
-    if _not_attempted(answer, "the gradient is zero only where the clipped branch is the smaller one; see the plot for this sign of Â."):
+    if _not_attempted(
+        answer,
+        "the gradient is zero only where the clipped branch is the smaller one; see the plot for this sign of Â.",
+    ):
         return None
     if type(answer).__name__ not in ("bool", "bool_"):  # Python or NumPy booleans
         return _report(False, "answer True (the gradient is zero) or False (it is not).")
@@ -286,20 +344,35 @@ def check_gradient_is_zero(answer: Any, r: float, advantage: float, epsilon: flo
     zero = advantage == 0 or (advantage > 0 and r > 1.0 + epsilon) or (advantage < 0 and r < 1.0 - epsilon)
     if answer == zero:
         if zero:
-            why = "the ratio is already past the bound the advantage pushes toward, so the flat clipped branch is the minimum."
+            why = (
+                "the ratio is already past the bound the advantage pushes toward, so the flat clipped branch is the "
+                "minimum."
+            )
         elif (advantage > 0 and r < 1.0 - epsilon) or (advantage < 0 and r > 1.0 + epsilon):
-            why = "the ratio is outside the interval, but on the side the advantage pushes away from: min() keeps the unclipped term."
+            why = (
+                "the ratio is outside the interval, but on the side the advantage pushes away from: min() keeps the "
+                "unclipped term."
+            )
         else:
             why = "the ratio is inside the trust region (or on the unclipped side), so the slope is Â."
         return _report(True, why)
     if zero:
-        return _report(False, "past the bound on the side Â pushes toward the clipped branch is the minimum, and it does not depend on r.")
-    return _report(False, "min() keeps r·Â here, whose slope is Â; clipping only stops the gradient on one side for each sign of Â.")
+        return _report(
+            False,
+            "past the bound on the side Â pushes toward the clipped branch is the minimum, and it does not depend on "
+            "r.",
+        )
+    return _report(
+        False,
+        "min() keeps r·Â here, whose slope is Â; clipping only stops the gradient on one side for each sign of Â.",
+    )
 
 
 def check_clip_fraction(answer: Any, ratios: list[float], advantage: float, epsilon: float) -> bool | None:
     """Share of tokens whose clipped branch is active (zero gradient), for one advantage shared by every token."""
-    if _not_attempted(answer, "for each ratio decide whether its gradient is zero (see the previous exercise), then count."):
+    if _not_attempted(
+        answer, "for each ratio decide whether its gradient is zero (see the previous exercise), then count."
+    ):
         return None
     zero = [(advantage > 0 and r > 1.0 + epsilon) or (advantage < 0 and r < 1.0 - epsilon) for r in ratios]
     expected = sum(zero) / len(ratios)
@@ -310,7 +383,9 @@ def check_clip_fraction(answer: Any, ratios: list[float], advantage: float, epsi
         return _report(True, f"{sum(zero)} of {len(ratios)} tokens are clipped.")
     outside = sum(r > 1.0 + epsilon or r < 1.0 - epsilon for r in ratios) / len(ratios)
     if _close(answer, outside):
-        return _report(False, "that counts every ratio outside [1-ε, 1+ε]; with this sign of Â one side keeps its gradient.")
+        return _report(
+            False, "that counts every ratio outside [1-ε, 1+ε]; with this sign of Â one side keeps its gradient."
+        )
     if _close(answer, sum(zero)):
         return _report(False, "that is a count; divide by the number of tokens for a fraction.")
     side = "> 0, only ratios above 1+ε" if advantage > 0 else "< 0, only ratios below 1-ε"
@@ -321,20 +396,30 @@ def check_clip_fraction(answer: Any, ratios: list[float], advantage: float, epsi
 
 def check_psft_weights(answer: Any, ratios: list[float], epsilon: float) -> bool | None:
     r"""05, exercise 1: PSFT's gradient weight :math:`r \cdot \mathbf{1}\{r \le 1+\epsilon\}` for each ratio (Â = 1)."""
-    if _not_attempted(answer, "below 1+ε the objective is r itself, and d r / dθ = r ∇log π; above 1+ε it is a constant."):
+    if _not_attempted(
+        answer, "below 1+ε the objective is r itself, and d r / dθ = r ∇log π; above 1+ε it is a constant."
+    ):
         return None
-    values = _flat_floats(answer)
-    if values is None or len(values) != len(ratios):
-        return _report(False, f"give one weight per ratio ({len(ratios)} in all), e.g. a list of numbers.")
-    expected = [r if r <= 1.0 + epsilon else 0.0 for r in ratios]
+    import torch
+
+    from .objectives import psft_gradient_weight
+
+    values = _per_item(answer, len(ratios), "weight per ratio")
+    if values is None:
+        return False
+    expected = psft_gradient_weight(torch.tensor(ratios, dtype=torch.float64), epsilon).tolist()
     if all(_close(v, e) for v, e in zip(values, expected)):
         clipped = sum(r > 1.0 + epsilon for r in ratios)
-        return _report(True, f"{clipped} of {len(ratios)} tokens get no gradient; the others are weighted by r, not by SFT's 1.")
+        return _report(
+            True, f"{clipped} of {len(ratios)} tokens get no gradient; the others are weighted by r, not by SFT's 1."
+        )
     wrong = [i for i, (v, e) in enumerate(zip(values, expected)) if not _close(v, e)]
     i = wrong[0]
     r, v = ratios[i], values[i]
     if r < 1.0 - epsilon and _close(v, 0.0):
-        return _report(False, f"r = {r:g} is below 1-ε, but with Â = 1 the lower bound never binds: min(r, clip(r)) = r there.")
+        return _report(
+            False, f"r = {r:g} is below 1-ε, but with Â = 1 the lower bound never binds: min(r, clip(r)) = r there."
+        )
     if _close(v, 1.0) and not _close(r, 1.0):
         return _report(False, f"weight 1 at r = {r:g} is SFT's; the ratio multiplies the gradient (∇r = r ∇log π).")
     if r > 1.0 + epsilon and _close(v, 1.0 + epsilon):
@@ -354,16 +439,22 @@ def check_psft_is_sft(answer: Any, global_batch: int, mini_batch: int) -> bool |
     same = k == 1
     if bool(answer) == same:
         if same:
-            return _report(True, "K = 1: each old policy serves a single step, taken at r = 1, where PSFT's gradient is SFT's.")
+            return _report(
+                True, "K = 1: each old policy serves a single step, taken at r = 1, where PSFT's gradient is SFT's."
+            )
         return _report(True, f"K = {k}: steps 2..{k} of each global batch see ratios away from 1, so the clip can act.")
     if same:
-        return _report(False, "with one mini-batch per global batch the old policy is frozen just before every step: r = 1 always.")
+        return _report(
+            False, "with one mini-batch per global batch the old policy is frozen just before every step: r = 1 always."
+        )
     return _report(False, f"K = {k} steps share one old policy; after the first, the ratios move away from 1.")
 
 
 def check_refresh_count(answer: Any, global_batch: int, mini_batch: int, max_steps: int) -> bool | None:
     """05, exercise 3: how many times the trainer freezes the old policy in a run of ``max_steps`` optimiser steps."""
-    if _not_attempted(answer, "the old policy is frozen at the start of every global batch, and a global batch gives K steps."):
+    if _not_attempted(
+        answer, "the old policy is frozen at the start of every global batch, and a global batch gives K steps."
+    ):
         return None
     value = _number(answer)
     if value is None:
@@ -371,14 +462,20 @@ def check_refresh_count(answer: Any, global_batch: int, mini_batch: int, max_ste
     k = global_batch // mini_batch
     expected = math.ceil(max_steps / k)
     if _close(value, expected):
-        return _report(True, f"K = {k}, so {max_steps} steps start {expected} global batches (the last one may be cut short).")
+        return _report(
+            True, f"K = {k}, so {max_steps} steps start {expected} global batches (the last one may be cut short)."
+        )
     if _close(value, max_steps / k) or _close(value, max_steps // k):
-        return _report(False, f"{max_steps} / {k} is not a whole number of global batches; the last, partial one is frozen too.")
+        return _report(
+            False, f"{max_steps} / {k} is not a whole number of global batches; the last, partial one is frozen too."
+        )
     if _close(value, max_steps):
         return _report(False, "that is one freeze per step, i.e. K = 1; here several steps share each old policy.")
     if _close(value, k):
         return _report(False, "that is K, the steps per freeze; how many freezes does the whole run need?")
-    return _report(False, f"divide the number of steps by K = global_batch / mini_batch and round up; you gave {answer!r}.")
+    return _report(
+        False, f"divide the number of steps by K = global_batch / mini_batch and round up; you gave {answer!r}."
+    )
 
 
 # ---------------------------------------------------------------- 06 entropy collapse
@@ -388,32 +485,45 @@ def _run_names(summary: dict) -> str:
 
 
 def check_best_ood_run(answer: Any, summary: dict) -> bool | None:
-    """06, exercise 1: the name of the fine-tuned run with the highest final out-of-domain accuracy (mean over seeds)."""
+    """06, exercise 1: the name of the fine-tuned run with the highest final out-of-domain accuracy (mean over
+    seeds).
+    """
     hint = 'look at summary["runs"][name]["final"]["ood_accuracy"]["mean"] for every run name; max(..., key=...) helps.'
     if _not_attempted(answer, hint):
         return None
     ood = {name: run["final"]["ood_accuracy"]["mean"] for name, run in summary["runs"].items()}
     best = max(ood, key=ood.get)
     if answer == "base":
-        return _report(False, "the base is where every run starts, not a fine-tuned run; which of the runs forgot least?")
+        return _report(
+            False, "the base is where every run starts, not a fine-tuned run; which of the runs forgot least?"
+        )
     if answer not in ood:
         return _report(False, f"give one of the run names as a string: {_run_names(summary)}.")
     if answer == best:
         base = summary["base"]["final"]["ood_accuracy"]["mean"]
         return _report(True, f"{best} ends at {100 * ood[best]:.1f}% out of domain (the base: {100 * base:.1f}%).")
-    return _report(False, f"{answer} ends at {100 * ood[answer]:.1f}% out of domain; another run keeps more (compare the final means).")
+    return _report(
+        False,
+        f"{answer} ends at {100 * ood[answer]:.1f}% out of domain; another run keeps more (compare the final means).",
+    )
 
 
 def entropy_drop_percent(summary: dict, run: str) -> float:
-    """How far the per-step demonstration entropy (mean over seeds) falls from its highest value to its last, in % of the highest."""
+    """How far the per-step demonstration entropy (mean over seeds) falls from its highest value to its last, in % of
+    the highest.
+    """
     mean = summary["runs"][run]["curves"]["entropy"]["mean"]
     peak = max(mean)
     return 100.0 * (peak - mean[-1]) / peak
 
 
 def check_entropy_drop(answer: Any, summary: dict, run: str) -> bool | None:
-    """06, exercise 2: the entropy drop of ``run`` from the peak of its per-step entropy curve to its end, in percent of the peak."""
-    if _not_attempted(answer, 'take curve = summary["runs"][run]["curves"]["entropy"]["mean"]; compare max(curve) with curve[-1].'):
+    """06, exercise 2: the entropy drop of ``run`` from the peak of its per-step entropy curve to its end, in percent
+    of the peak.
+    """
+    if _not_attempted(
+        answer, 'take curve = summary["runs"][run]["curves"]["entropy"]["mean"]; compare max(curve) with curve[-1].'
+    ):
         return None
     value = _number(answer)
     if value is None:
@@ -432,7 +542,9 @@ def check_entropy_drop(answer: Any, summary: dict, run: str) -> bool | None:
     if abs(value - 100.0 * (peak - last) / last) <= 0.5:
         return _report(False, "divide by the peak, not by the last value.")
     if abs(value - 100.0 * (first - last) / first) <= 0.5 or abs(value - 100.0 * (last - first) / first) <= 0.5:
-        return _report(False, "that compares the last value with the first one; measure from the highest value of the curve.")
+        return _report(
+            False, "that compares the last value with the first one; measure from the highest value of the curve."
+        )
     return _report(False, f"expected 100 * (peak - last) / peak; you gave {answer!r}.")
 
 
@@ -452,8 +564,12 @@ def pareto_dominators(point: tuple[float, float], summary: dict) -> list[str]:
 
 
 def check_pareto_dominated(answer: Any, point: Any, summary: dict) -> bool | None:
-    """06, exercise 3: is ``point`` = (in-domain, out-of-domain) accuracy dominated by the base or one of the runs? (True or False)"""
-    if _not_attempted(answer, "a point is dominated when another one is at least as good on both axes and strictly better on one."):
+    """06, exercise 3: is ``point`` = (in-domain, out-of-domain) accuracy dominated by the base or one of the runs?
+    (True or False)
+    """
+    if _not_attempted(
+        answer, "a point is dominated when another one is at least as good on both axes and strictly better on one."
+    ):
         return None
     if type(answer).__name__ not in ("bool", "bool_"):
         return _report(False, "answer True (dominated) or False (on the front).")
@@ -462,11 +578,18 @@ def check_pareto_dominated(answer: Any, point: Any, summary: dict) -> bool | Non
     where = f"({100 * x:.1f}% in domain, {100 * y:.1f}% out of domain)"
     if bool(answer) == bool(dominators):
         if dominators:
-            return _report(True, f"{where} is dominated by {', '.join(dominators)}: no reason to pick it on these two axes.")
+            return _report(
+                True, f"{where} is dominated by {', '.join(dominators)}: no reason to pick it on these two axes."
+            )
         return _report(True, f"nothing is at least as good on both axes as {where}: it sits on the front.")
     if dominators:
-        return _report(False, f"look again at {dominators[0]} in the left Pareto panel: compare both of its coordinates with {where}.")
-    return _report(False, f"nothing beats {where} on both axes at once: whatever is better on one axis is worse on the other.")
+        return _report(
+            False,
+            f"look again at {dominators[0]} in the left Pareto panel: compare both of its coordinates with {where}.",
+        )
+    return _report(
+        False, f"nothing beats {where} on both axes at once: whatever is better on one axis is worse on the other."
+    )
 
 
 # ---------------------------------------------------------------- 07 RL after SFT / PSFT
@@ -478,11 +601,14 @@ def _group_stats(rewards: list[float]) -> tuple[float, float]:
 
 def check_group_advantages(answer: Any, rewards: list[float]) -> bool | None:
     r"""07, exercise 1: GRPO's advantages :math:`(r_i - \mu) / \sigma` for one group's rewards (population σ)."""
-    if _not_attempted(answer, "subtract the group's mean reward from each reward, then divide by the group's standard deviation (over G)."):
+    if _not_attempted(
+        answer,
+        "subtract the group's mean reward from each reward, then divide by the group's standard deviation (over G).",
+    ):
         return None
-    values = _flat_floats(answer)
-    if values is None or len(values) != len(rewards):
-        return _report(False, f"give one advantage per sample ({len(rewards)} in all), e.g. a list or a tensor.")
+    values = _per_item(answer, len(rewards), "advantage per sample", "a list or a tensor")
+    if values is None:
+        return False
     mean, std = _group_stats(rewards)
     if std == 0:
         expected = [0.0] * len(rewards)
@@ -491,7 +617,9 @@ def check_group_advantages(answer: Any, rewards: list[float]) -> bool | None:
     if all(_close(v, e, 1e-3) for v, e in zip(values, expected)):
         if std == 0:
             return _report(True, "every reward is equal, so every advantage is 0: this group teaches nothing.")
-        return _report(True, f"mean {mean:.4g}, σ {std:.4g}; the advantages sum to zero: winners go up as much as losers go down.")
+        return _report(
+            True, f"mean {mean:.4g}, σ {std:.4g}; the advantages sum to zero: winners go up as much as losers go down."
+        )
     if all(_close(v, r - mean, 1e-3) for v, r in zip(values, rewards)):
         return _report(False, "centred but not scaled: divide by the group's standard deviation too.")
     n = len(rewards)
@@ -500,27 +628,45 @@ def check_group_advantages(answer: Any, rewards: list[float]) -> bool | None:
         if all(_close(v, (r - mean) / unbiased, 1e-3) for v, r in zip(values, rewards)):
             return _report(False, "you used the sample standard deviation (divide by G-1); GRPO here divides by G.")
     if all(_close(v, -e, 1e-3) for v, e in zip(values, expected)):
-        return _report(False, "the signs are flipped: a correct sample (reward above the mean) gets a positive advantage.")
-    return _report(False, f"the group's mean reward is {mean:.4g}; check the standard deviation and each (r - mean) / σ.")
+        return _report(
+            False, "the signs are flipped: a correct sample (reward above the mean) gets a positive advantage."
+        )
+    return _report(
+        False, f"the group's mean reward is {mean:.4g}; check the standard deviation and each (r - mean) / σ."
+    )
 
 
 def check_zero_signal_fraction(answer: Any, p: float, group_size: int) -> bool | None:
-    r"""07, exercise 2: expected share of groups with equal rewards, :math:`p^G + (1-p)^G`, for pass rate p and group size G."""
-    if _not_attempted(answer, "a group gives no signal when all G samples are right or all G are wrong; the samples are independent."):
+    r"""07, exercise 2: expected share of groups with equal rewards, :math:`p^G + (1-p)^G`, for pass rate p and group
+    size G.
+    """
+    if _not_attempted(
+        answer, "a group gives no signal when all G samples are right or all G are wrong; the samples are independent."
+    ):
         return None
     value = _number(answer)
     if value is None:
         return _report(False, "give one number between 0 and 1.")
     expected = p**group_size + (1 - p) ** group_size
     if _close(value, expected):
-        return _report(True, f"{p:g}^{group_size} + {1 - p:g}^{group_size} = {expected:.4g}: that share of the batch is wasted on average.")
+        return _report(
+            True,
+            f"{p:g}^{group_size} + {1 - p:g}^{group_size} = {expected:.4g}: that share of the batch is wasted on "
+            "average.",
+        )
     if _close(value, (1 - p) ** group_size):
         return _report(False, "that counts the all-wrong groups; all-right groups have equal rewards too.")
     if _close(value, p**group_size):
-        return _report(False, "that counts the all-right groups; all-wrong groups have equal rewards too (and are far more common here).")
+        return _report(
+            False,
+            "that counts the all-right groups; all-wrong groups have equal rewards too (and are far more common here).",
+        )
     if _close(value, 1 - expected):
         return _report(False, "that is the share of groups that DO carry a signal; the question asks for the others.")
-    return _report(False, f"with p = {p:g} and G = {group_size}: the chance that all G are wrong is (1-p)^G; add the all-right case.")
+    return _report(
+        False,
+        f"with p = {p:g} and G = {group_size}: the chance that all G are wrong is (1-p)^G; add the all-right case.",
+    )
 
 
 def check_group_size_needed(answer: Any, p: float, max_zero_fraction: float) -> bool | None:
@@ -537,31 +683,48 @@ def check_group_size_needed(answer: Any, p: float, max_zero_fraction: float) -> 
             return _report(False, "no reasonable group size reaches that target.")
     value = int(value)
     if value == g:
-        return _report(True, f"G = {g} gives {p**g + (1 - p) ** g:.3f}; G = {g - 1} would give {p ** (g - 1) + (1 - p) ** (g - 1):.3f}.")
+        return _report(
+            True,
+            f"G = {g} gives {p**g + (1 - p) ** g:.3f}; G = {g - 1} would give {p ** (g - 1) + (1 - p) ** (g - 1):.3f}.",
+        )
     if value == g - 1:
-        return _report(False, f"G = {value} gives {p**value + (1 - p) ** value:.3f}, still above {max_zero_fraction:g}; one more.")
+        return _report(
+            False, f"G = {value} gives {p**value + (1 - p) ** value:.3f}, still above {max_zero_fraction:g}; one more."
+        )
     if value > g:
         return _report(False, f"G = {value} works, but a smaller group already does (each extra sample costs compute).")
-    return _report(False, f"G = {value} gives {p**value + (1 - p) ** value:.3f}, above {max_zero_fraction:g}: a larger group is needed.")
+    return _report(
+        False,
+        f"G = {value} gives {p**value + (1 - p) ** value:.3f}, above {max_zero_fraction:g}: a larger group is needed.",
+    )
 
 
 # ---------------------------------------------------------------- 08 neighbours and ablations
 
 def check_dft_weights(answer: Any, probs: list[float]) -> bool | None:
-    r"""08, exercise 1: DFT's gradient weight relative to SFT's, :math:`\mathrm{sg}(\pi_\theta(a_t))`, for each token probability."""
-    if _not_attempted(answer, "DFT multiplies each token's log-likelihood by its own probability, held constant (stop-gradient)."):
+    r"""08, exercise 1: DFT's gradient weight relative to SFT's, :math:`\mathrm{sg}(\pi_\theta(a_t))`, for each token
+    probability.
+    """
+    if _not_attempted(
+        answer, "DFT multiplies each token's log-likelihood by its own probability, held constant (stop-gradient)."
+    ):
         return None
-    values = _flat_floats(answer)
-    if values is None or len(values) != len(probs):
-        return _report(False, f"give one weight per token ({len(probs)} in all), e.g. a list of numbers.")
+    values = _per_item(answer, len(probs), "weight per token")
+    if values is None:
+        return False
     if all(_close(v, p) for v, p in zip(values, probs)):
         low = min(probs)
-        message = f"the least likely token (p = {low:g}) gets {low:g} of SFT's push: DFT hardly teaches what the model finds unlikely."
+        message = (
+            f"the least likely token (p = {low:g}) gets {low:g} of SFT's push: DFT hardly teaches what the model "
+            "finds unlikely."
+        )
         return _report(True, message)
     if all(_close(v, 1.0) for v in values):
         return _report(False, "weight 1 everywhere is SFT's; DFT scales each token by its probability.")
     if all(_close(v, 1.0 / p) for v, p in zip(values, probs) if p > 0):
-        return _report(False, "that is the inverse; DFT multiplies by p (the opposite of the 1/p that log's derivative brings).")
+        return _report(
+            False, "that is the inverse; DFT multiplies by p (the opposite of the 1/p that log's derivative brings)."
+        )
     if all(_close(v, -math.log(p)) for v, p in zip(values, probs) if p > 0):
         return _report(False, "-log p is each token's SFT loss, not DFT's gradient weight.")
     if all(_close(v, p * (1 - math.log(p))) for v, p in zip(values, probs) if p > 0):
@@ -570,7 +733,9 @@ def check_dft_weights(answer: Any, probs: list[float]) -> bool | None:
 
 
 def check_k3_kl(answer: Any, logp: float, ref_logp: float) -> bool | None:
-    r"""08, exercise 2: the per-token KL estimate :math:`e^{\delta} - 1 - \delta` with :math:`\delta = \log\pi_\mathrm{ref} - \log\pi`."""
+    r"""08, exercise 2: the per-token KL estimate :math:`e^{\delta} - 1 - \delta` with :math:`\delta =
+    \log\pi_\mathrm{ref} - \log\pi`.
+    """
     if _not_attempted(answer, "compute δ = ref_logp - logp first; the estimate is exp(δ) - 1 - δ (never negative)."):
         return None
     value = _number(answer)
@@ -579,7 +744,9 @@ def check_k3_kl(answer: Any, logp: float, ref_logp: float) -> bool | None:
     delta = ref_logp - logp
     expected = math.exp(delta) - 1.0 - delta
     if _close(value, expected):
-        return _report(True, f"δ = {delta:.4g}, so exp(δ) - 1 - δ = {expected:.4g} nats; SFT-KL adds β times this to the loss.")
+        return _report(
+            True, f"δ = {delta:.4g}, so exp(δ) - 1 - δ = {expected:.4g} nats; SFT-KL adds β times this to the loss."
+        )
     flipped = math.exp(-delta) - 1.0 + delta
     if _close(value, flipped):
         return _report(False, "δ has the wrong sign: it is log π_ref - log π_θ (the reference's minus the model's).")
@@ -592,7 +759,10 @@ def check_pareto_front(answer: Any, summary: dict, x: str = "in-domain acc (%)",
     """08, exercise 3: the names (base included) on the Pareto front of a sweep for the metrics ``x`` and ``y``."""
     from .sweep import METRICS, final_value, pareto_front
 
-    if _not_attempted(answer, "keep every entry that no other entry beats on both axes at once (at least as good on both, better on one)."):
+    if _not_attempted(
+        answer,
+        "keep every entry that no other entry beats on both axes at once (at least as good on both, better on one).",
+    ):
         return None
     entries = {"base": summary["base"], **summary["runs"]}
     if not isinstance(answer, (list, tuple, set)) or not all(isinstance(a, str) for a in answer):
@@ -603,7 +773,9 @@ def check_pareto_front(answer: Any, summary: dict, x: str = "in-domain acc (%)",
     points = {n: (final_value(r, x), final_value(r, y)) for n, r in entries.items()}
     front = pareto_front(points, (METRICS[x][3], METRICS[y][3]))
     if set(answer) == set(front):
-        return _report(True, f"the front is {', '.join(front)}; every other entry is beaten on both {x} and {y} by one of them.")
+        return _report(
+            True, f"the front is {', '.join(front)}; every other entry is beaten on both {x} and {y} by one of them."
+        )
     missing = [n for n in front if n not in answer]
     extra = [n for n in answer if n not in front]
     if extra:
@@ -611,10 +783,16 @@ def check_pareto_front(answer: Any, summary: dict, x: str = "in-domain acc (%)",
         sign = [1.0 if METRICS[x][3] else -1.0, 1.0 if METRICS[y][3] else -1.0]
         a = (sign[0] * points[name][0], sign[1] * points[name][1])
         beaten_by = next(n for n in front if sign[0] * points[n][0] >= a[0] and sign[1] * points[n][1] >= a[1])
-        return _report(False, f"{name} ({points[name][0]:.1f}, {points[name][1]:.1f}) is beaten on both axes by {beaten_by} "
-                              f"({points[beaten_by][0]:.1f}, {points[beaten_by][1]:.1f}).")
+        return _report(
+            False,
+            f"{name} ({points[name][0]:.1f}, {points[name][1]:.1f}) is beaten on both axes by {beaten_by} "
+            f"({points[beaten_by][0]:.1f}, {points[beaten_by][1]:.1f}).",
+        )
     name = missing[0]
-    return _report(False, f"{name} ({points[name][0]:.1f}, {points[name][1]:.1f}) is missing: nothing is at least as good on both axes.")
+    return _report(
+        False,
+        f"{name} ({points[name][0]:.1f}, {points[name][1]:.1f}) is missing: nothing is at least as good on both axes.",
+    )
 
 
 # ================================================================ implement it: checkers for 01-05 and 09
@@ -678,9 +856,14 @@ def check_token_logprobs_impl(user_fn: Any) -> bool | None:
 
     mistakes = [
         ("that is the probability, not its logarithm", lambda logits, targets: token_logprobs(logits, targets).exp()),
-        ("those are the raw logits of the targets: normalise with log_softmax first",
-         lambda logits, targets: logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)),
-        ("the sign is flipped: a log-probability is never positive", lambda logits, targets: -token_logprobs(logits, targets)),
+        (
+            "those are the raw logits of the targets: normalise with log_softmax first",
+            lambda logits, targets: logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1),
+        ),
+        (
+            "the sign is flipped: a log-probability is never positive",
+            lambda logits, targets: -token_logprobs(logits, targets),
+        ),
     ]
     hint = "log_softmax over the last (vocabulary) dimension, then pick each target's entry with gather."
     return check_implementation(user_fn, token_logprobs, cases, "token_logprobs", mistakes=mistakes, hint=hint,
@@ -700,7 +883,12 @@ def check_sft_loss_impl(user_fn: Any) -> bool | None:
         g = _gen(4)
         logp = -torch.rand(3, 4, generator=g)
         mask = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
-        out.append(("seq-mean with a fully masked row (a prompt-only sequence)", {"logp": logp, "mask": mask, "agg": "seq-mean"}))
+        out.append(
+            (
+                "seq-mean with a fully masked row (a prompt-only sequence)",
+                {"logp": logp, "mask": mask, "agg": "seq-mean"},
+            )
+        )
         return out
 
     def no_mask(logp, mask, agg):
@@ -716,14 +904,26 @@ def check_sft_loss_impl(user_fn: Any) -> bool | None:
         return per_row.mean()
 
     mistakes = [
-        ("the sign is flipped: the loss is MINUS the mean log-probability", lambda logp, mask, agg: -sft_loss(logp, mask, agg)),
+        (
+            "the sign is flipped: the loss is MINUS the mean log-probability",
+            lambda logp, mask, agg: -sft_loss(logp, mask, agg),
+        ),
         ("the mask is ignored: padding and prompt positions must not count", no_mask),
         ("seq-mean gives the token-mean: average within each sequence first, then over sequences", token_always),
         ("seq-mean divides by every row, also the rows without a completion token; skip those", seq_mean_all_rows),
     ]
-    hint = "token-mean: sum of -logp * mask / mask.sum(); seq-mean: the same per row, then the mean over rows with tokens."
-    return check_implementation(user_fn, sft_loss, cases, "sft_loss", mistakes=mistakes, hint=hint,
-                                nonfinite_hint="masked positions may hold -inf; select with torch.where before multiplying.")
+    hint = (
+        "token-mean: sum of -logp * mask / mask.sum(); seq-mean: the same per row, then the mean over rows with tokens."
+    )
+    return check_implementation(
+        user_fn,
+        sft_loss,
+        cases,
+        "sft_loss",
+        mistakes=mistakes,
+        hint=hint,
+        nonfinite_hint="masked positions may hold -inf; select with torch.where before multiplying.",
+    )
 
 
 def check_pg_loss_impl(user_fn: Any) -> bool | None:
@@ -764,13 +964,13 @@ def check_ppo_clip_impl(user_fn: Any) -> bool | None:
     """04, implement it: ``ppo_clip(logp, old_logp, advantages, mask, clip_low, clip_high)``, the loss -L^CLIP."""
     import torch
 
-    from .objectives import ppo_clip_loss
+    from .objectives import PPO_CLIP, PSFT_CLIP, ppo_clip_loss
 
     def reference(logp, old_logp, advantages, mask, clip_low, clip_high):
         return ppo_clip_loss(logp, old_logp, advantages, mask, clip_low, clip_high)[0]
 
     def cases() -> list[tuple[str, dict]]:
-        out = [(f"{label}, clip 0.2/0.28", {**c, "clip_low": 0.2, "clip_high": 0.28})
+        out = [(f"{label}, clip 0.2/0.28", {**c, "clip_low": PPO_CLIP, "clip_high": PSFT_CLIP})
                for label, c in _logp_cases(with_old=True, with_adv=True)]
         for adv in (1.0, -1.0):
             out.append((f"ratios exactly at 1-ε, 1, 1+ε and beyond, Â = {adv:+g}",
@@ -814,29 +1014,37 @@ def check_psft_loss_impl(user_fn: Any) -> bool | None:
     """05, implement it: ``psft(logp, old_logp, mask, clip)``, the loss -E[min(r, clip(r, 1-ε, 1+ε))]."""
     import torch
 
-    from .objectives import psft_loss, sft_loss
+    from .objectives import PSFT_CLIP, psft_loss, sft_loss
 
     def reference(logp, old_logp, mask, clip):
         return psft_loss(logp, old_logp, mask, clip)[0]
 
     def cases() -> list[tuple[str, dict]]:
-        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": 0.28})
+        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": PSFT_CLIP})
                for label, c in _logp_cases(with_old=True)]
-        edge = _ratio_edge_case(0.28, 0.28, [1.0])
+        edge = _ratio_edge_case(PSFT_CLIP, PSFT_CLIP, [1.0])
         out.append(("ratios exactly at 1-ε, 1 and 1+ε, and beyond both", {
-            "logp": edge["logp"], "old_logp": edge["old_logp"], "mask": edge["mask"], "clip": 0.28}))
+            "logp": edge["logp"], "old_logp": edge["old_logp"], "mask": edge["mask"], "clip": PSFT_CLIP}))
         return out
 
     def masked(x, mask):
         return torch.where(mask > 0, x, torch.zeros_like(x)).sum() / mask.sum()
 
     mistakes = [
-        ("clamp(r, 1-ε, 1+ε) alone also clips from below: with Â = 1 the objective is min(r, 1+ε); below 1-ε it is r",
-         lambda logp, old_logp, mask, clip: -masked(torch.exp(logp - old_logp).clamp(1 - clip, 1 + clip), mask)),
-        ("that is the SFT loss: PSFT works with the ratio r = exp(logp - old_logp)",
-         lambda logp, old_logp, mask, clip: sft_loss(logp, mask)),
+        (
+            "clamp(r, 1-ε, 1+ε) alone also clips from below: with Â = 1 the objective is min(r, 1+ε); below 1-ε it is "
+            "r",
+            lambda logp, old_logp, mask, clip: -masked(torch.exp(logp - old_logp).clamp(1 - clip, 1 + clip), mask),
+        ),
+        (
+            "that is the SFT loss: PSFT works with the ratio r = exp(logp - old_logp)",
+            lambda logp, old_logp, mask, clip: sft_loss(logp, mask),
+        ),
         ("the sign is flipped: the loss is minus the clipped objective", lambda *a: -reference(*a)),
-        ("the mask is ignored", lambda logp, old_logp, mask, clip: reference(logp, old_logp, torch.ones_like(mask), clip)),
+        (
+            "the mask is ignored",
+            lambda logp, old_logp, mask, clip: reference(logp, old_logp, torch.ones_like(mask), clip),
+        ),
     ]
     hint = "r = exp(logp - old_logp); loss = -masked mean of min(r, clamp(r, 1 - clip, 1 + clip))."
     return check_implementation(user_fn, reference, cases, "psft", mistakes=mistakes, hint=hint,
@@ -851,20 +1059,29 @@ def check_ratio_stats_impl(user_fn: Any) -> bool | None:
     """
     import torch
 
-    from .objectives import psft_loss
+    from .objectives import PSFT_CLIP, psft_loss
 
     def reference(logp, old_logp, mask, clip):
         stats = psft_loss(logp, old_logp, mask, clip)[1]
         return torch.stack([stats["clip_fraction"], stats["ratio_mean"], stats["ratio_max"]]).double()
 
     def cases() -> list[tuple[str, dict]]:
-        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": 0.28})
+        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": PSFT_CLIP})
                for label, c in _logp_cases(with_old=True)[:3]]
         g = _gen(5)
         logp = -torch.rand(2, 6, generator=g)
         old = logp - torch.tensor([[0.0, 0.9, 0.1, 0.0, 1.5, 0.2], [0.3, 0.0, 0.0, 0.0, 0.0, 0.0]])
-        out.append(("padding with huge ratios on masked positions", {
-            "logp": logp, "old_logp": old, "mask": torch.tensor([[1.0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]), "clip": 0.28}))
+        out.append(
+            (
+                "padding with huge ratios on masked positions",
+                {
+                    "logp": logp,
+                    "old_logp": old,
+                    "mask": torch.tensor([[1.0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]),
+                    "clip": PSFT_CLIP,
+                },
+            )
+        )
         ratios = torch.tensor([[0.5, 1.0, 1.25, 1.25, 2.0, 0.9]])  # 1.25 = 1 + clip survives exp(log(.)) exactly
         old = torch.full_like(ratios, -1.5)
         out.append(("ratios exactly at 1+ε (clip 0.25)", {"logp": old + ratios.log(), "old_logp": old,
@@ -976,9 +1193,13 @@ def check_implementation(
         try:
             got_t = _as_tensor(got)
         except (TypeError, ValueError, RuntimeError):
-            return _report(False, f"{name} should return a number or a tensor; got {type(got).__name__} (case: {description}).")
+            return _report(
+                False, f"{name} should return a number or a tensor; got {type(got).__name__} (case: {description})."
+            )
         if isinstance(got_t, torch.Tensor) and got_t.is_floating_point() and not torch.isfinite(got_t).all():
-            finite_expected = torch.isfinite(_as_tensor(expected)).all() if isinstance(_as_tensor(expected), torch.Tensor) else True
+            finite_expected = (
+                torch.isfinite(_as_tensor(expected)).all() if isinstance(_as_tensor(expected), torch.Tensor) else True
+            )
             if finite_expected:
                 return _report(False, f"{name} returns inf or NaN on {description}. {nonfinite_hint}".rstrip())
         if _same(got, expected, atol, rtol):
@@ -993,9 +1214,14 @@ def check_implementation(
         want_shape = getattr(_as_tensor(expected), "shape", None)
         if got_shape is not None and want_shape is not None and tuple(got_shape) != tuple(want_shape) and not (
                 got_t.numel() == 1 and _as_tensor(expected).numel() == 1):
-            return _report(False, f"{name} returns shape {tuple(got_shape)}, expected {tuple(want_shape)} (case: {description}).")
-        return _report(False, f"on {description}, {name} gives {_short(got)} where the package gives {_short(expected)}. "
-                       + (f"Hint: {hint}" if hint else ""))
+            return _report(
+                False, f"{name} returns shape {tuple(got_shape)}, expected {tuple(want_shape)} (case: {description})."
+            )
+        return _report(
+            False,
+            f"on {description}, {name} gives {_short(got)} where the package gives {_short(expected)}. "
+            + (f"Hint: {hint}" if hint else ""),
+        )
     return _report(True, f"{name} agrees with the package on all {len(cases)} cases, edge cases included.")
 
 

@@ -50,6 +50,7 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
 
 # ---------------------------------------------------------------- predict, then run (07 and 08)
 
+
 def check_prediction(prediction: Any, outcome: str, options: Sequence[str], why: str = "") -> bool | None:
     """Compare a learner's ``prediction`` (one of ``options``) with the ``outcome`` a cell just computed.
 
@@ -58,7 +59,9 @@ def check_prediction(prediction: Any, outcome: str, options: Sequence[str], why:
     """
     if outcome not in options:
         raise ValueError(f"the outcome {outcome!r} is not one of the options {list(options)}")
-    if _not_attempted(prediction, f"write your prediction first, one of {', '.join(repr(o) for o in options)}; then run this cell."):
+    if _not_attempted(
+        prediction, f"write your prediction first, one of {', '.join(repr(o) for o in options)}; then run this cell."
+    ):
         return None
     if not isinstance(prediction, str) or prediction.strip().lower() not in [o.lower() for o in options]:
         return _report(False, f"answer with one of {', '.join(repr(o) for o in options)} (you wrote {prediction!r}).")
@@ -79,6 +82,7 @@ def trend(values: Sequence[float]) -> str:
 
 # ---------------------------------------------------------------- 07: implement group-normalised advantages
 
+
 def _advantage_cases() -> list[tuple[str, torch.Tensor, int]]:
     gen = torch.Generator().manual_seed(7)
     return [
@@ -95,32 +99,46 @@ def _advantage_mistake(got: torch.Tensor, rewards: torch.Tensor, group_size: int
     groups = rewards.reshape(-1, group_size)
     mean = groups.mean(-1, keepdim=True)
     if not torch.isfinite(got).all():
-        return ("NaN or inf where a group's rewards are all equal: its standard deviation is 0, so divide by "
-                "(σ + δ) with δ = 1e-6 (the result is then 0/δ = 0: no signal).")
+        return (
+            "NaN or inf where a group's rewards are all equal: its standard deviation is 0, so divide by "
+            "(σ + δ) with δ = 1e-6 (the result is then 0/δ = 0: no signal)."
+        )
     candidates = [
         ((groups - mean).reshape(-1), "centred but not scaled: divide each group by its standard deviation too."),
-        (((groups - mean) / (groups.std(-1, unbiased=True, keepdim=True) + 1e-6)).reshape(-1),
-         "you divided by the sample standard deviation (G - 1); the population one divides by G (unbiased=False)."),
-        ((rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-6),
-         "you normalised over the whole batch; normalise each group of G consecutive samples on its own."),
-        ((rewards - rewards.mean()) / (rewards.std(unbiased=True) + 1e-6),
-         "you normalised over the whole batch; normalise each group of G consecutive samples on its own."),
+        (
+            ((groups - mean) / (groups.std(-1, unbiased=True, keepdim=True) + 1e-6)).reshape(-1),
+            "you divided by the sample standard deviation (G - 1); the population one divides by G (unbiased=False).",
+        ),
+        (
+            (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-6),
+            "you normalised over the whole batch; normalise each group of G consecutive samples on its own.",
+        ),
+        (
+            (rewards - rewards.mean()) / (rewards.std(unbiased=True) + 1e-6),
+            "you normalised over the whole batch; normalise each group of G consecutive samples on its own.",
+        ),
         (-expected, "the signs are flipped: a reward above its group's mean gets a positive advantage."),
     ]
     if rewards.numel() // group_size > 1 and group_size > 1:
         strided = rewards.reshape(group_size, -1)
         wrong = (strided - strided.mean(0, keepdim=True)) / (strided.std(0, unbiased=False, keepdim=True) + 1e-6)
-        candidates.append((wrong.reshape(-1), "your groups are strided; a group is G *consecutive* samples: reshape(-1, G)."))
+        candidates.append(
+            (wrong.reshape(-1), "your groups are strided; a group is G *consecutive* samples: reshape(-1, G).")
+        )
     for value, message in candidates:
         if _close(got, value.float(), 1e-3):
             return message
     first = int((got - expected).abs().argmax())
-    return (f"sample {first} (group {first // group_size}) gets {got[first].item():.4f}, expected "
-            f"{expected[first].item():.4f}: check the mean and σ of that group.")
+    return (
+        f"sample {first} (group {first // group_size}) gets {got[first].item():.4f}, expected "
+        f"{expected[first].item():.4f}: check the mean and σ of that group."
+    )
 
 
-ADVANTAGE_HINT = ("within each group of G consecutive rewards compute (R - mean) / (std + 1e-6), std over G "
-                  "(torch: reshape(-1, G), .mean(-1), .std(-1, unbiased=False)).")
+ADVANTAGE_HINT = (
+    "within each group of G consecutive rewards compute (R - mean) / (std + 1e-6), std over G "
+    "(torch: reshape(-1, G), .mean(-1), .std(-1, unbiased=False))."
+)
 
 
 def check_group_advantages_impl(fn: Callable | None) -> bool | None:
@@ -149,17 +167,26 @@ def check_group_advantages_impl(fn: Callable | None) -> bool | None:
         if not torch.equal(given, rewards):
             return _report(False, f"on {name} your function changed the rewards in place; compute new tensors instead.")
         if got is None:
-            return _report(False, f"on {name} your function returned {type(got).__name__}; return a tensor (or a list).")
+            return _report(
+                False, f"on {name} your function returned {type(got).__name__}; return a tensor (or a list)."
+            )
         if got.shape != rewards.shape:
-            return _report(False, f"on {name} the result has shape {tuple(got.shape)}; it needs the rewards' shape "
-                                  f"{tuple(rewards.shape)} (reshape back at the end).")
+            return _report(
+                False,
+                f"on {name} the result has shape {tuple(got.shape)}; it needs the rewards' shape "
+                f"{tuple(rewards.shape)} (reshape back at the end).",
+            )
         if not _close(got, expected):
             return _report(False, f"on {name}: " + _advantage_mistake(got, rewards, group_size, expected))
-    return _report(True, f"your function matches rl.group_advantages on all {len(_advantage_cases())} cases, "
-                         "including groups whose rewards are all equal (advantage 0, no NaN).")
+    return _report(
+        True,
+        f"your function matches rl.group_advantages on all {len(_advantage_cases())} cases, "
+        "including groups whose rewards are all equal (advantage 0, no NaN).",
+    )
 
 
 # ---------------------------------------------------------------- 08: implement the DFT loss and the k3 KL
+
 
 def _token_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(name, logp, ref_logp, mask): log-probabilities of real distributions, masks with prompt and padding."""
@@ -185,7 +212,9 @@ def _token_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]
     ]
 
 
-def _leaf_grad(fn: Callable, logp: torch.Tensor, *args: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
+def _leaf_grad(
+    fn: Callable, logp: torch.Tensor, *args: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
     """Call ``fn(leaf, *args)``; return (value, gradient in the leaf, error message or "")."""
     leaf = logp.clone().requires_grad_(True)
     try:
@@ -197,7 +226,11 @@ def _leaf_grad(fn: Callable, logp: torch.Tensor, *args: torch.Tensor) -> tuple[t
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         return None, None, f"return one number as a 0-d tensor (got {type(value).__name__})."
     if not value.requires_grad:
-        return value.detach().reshape(()), None, "the loss is not differentiable in logp: keep it a torch expression of logp."
+        return (
+            value.detach().reshape(()),
+            None,
+            "the loss is not differentiable in logp: keep it a torch expression of logp.",
+        )
     (grad,) = torch.autograd.grad(value.reshape(()), leaf, allow_unused=True)
     return value.detach().reshape(()), grad if grad is not None else torch.zeros_like(logp), ""
 
@@ -210,21 +243,31 @@ def _dft_mistake(value: torch.Tensor, grad: torch.Tensor, logp: torch.Tensor, ma
     expected = dft_loss(leaf, mask)
     (expected_grad,) = torch.autograd.grad(expected, leaf)
     if not torch.isfinite(value) or not torch.isfinite(grad).all():
-        return ("NaN: a masked position holds -inf, and 0 · (-inf) is NaN, in the value or in the gradient. "
-                "Select the completion tokens (logp[mask > 0]) or zero them with torch.where before any product.")
+        return (
+            "NaN: a masked position holds -inf, and 0 · (-inf) is NaN, in the value or in the gradient. "
+            "Select the completion tokens (logp[mask > 0]) or zero them with torch.where before any product."
+        )
     p = safe.exp()
     if _close(value, expected) and not _close(grad, expected_grad):
         (no_sg_grad,) = torch.autograd.grad(masked_mean(-leaf.exp() * leaf, mask), leaf)
         if _close(grad, no_sg_grad):
-            return ("the value is right but the gradient is not: the weight p must be a constant (stop-gradient), "
-                    "e.g. logp.exp().detach(); without it the product rule adds a term.")
+            return (
+                "the value is right but the gradient is not: the weight p must be a constant (stop-gradient), "
+                "e.g. logp.exp().detach(); without it the product rule adds a term."
+            )
         return "the value is right but the gradient is not: only log p should carry the gradient, weighted by p."
     candidates = [
         (sft_loss(safe, mask), "that is the SFT loss: weight each token's -log p by its probability p."),
         (-masked_mean(-p * safe, mask), "the sign is flipped: the loss is -p · log p (a minimised loss, positive)."),
-        ((-logp.exp() * logp).mean(), "you averaged over every position; average only over completion tokens (mask = 1)."),
-        (masked_mean(-p * safe, mask, "seq-mean"), "you averaged per sequence first (seq-mean); the package uses "
-                                                   "token-mean: sum over all completion tokens / their count."),
+        (
+            (-logp.exp() * logp).mean(),
+            "you averaged over every position; average only over completion tokens (mask = 1).",
+        ),
+        (
+            masked_mean(-p * safe, mask, "seq-mean"),
+            "you averaged per sequence first (seq-mean); the package uses "
+            "token-mean: sum over all completion tokens / their count.",
+        ),
         (masked_mean(-torch.exp(-safe) * safe, mask), "you weighted by 1/p; DFT weights by p = exp(log p)."),
     ]
     for candidate, message in candidates:
@@ -233,8 +276,10 @@ def _dft_mistake(value: torch.Tensor, grad: torch.Tensor, logp: torch.Tensor, ma
     return f"your loss is {value.item():.5f}, the package's {expected.item():.5f}: check the weight p and the average."
 
 
-DFT_HINT = ("weight each completion token's -log p by p = exp(log p) held constant (.detach()), "
-            "then average over the tokens where mask is 1.")
+DFT_HINT = (
+    "weight each completion token's -log p by p = exp(log p) held constant (.detach()), "
+    "then average over the tokens where mask is 1."
+)
 
 
 def check_dft_loss_impl(fn: Callable | None) -> bool | None:
@@ -264,39 +309,56 @@ def check_dft_loss_impl(fn: Callable | None) -> bool | None:
             return _report(False, f"on {name}: {error}")
         if not (_close(value, expected.detach()) and _close(grad, expected_grad)):
             return _report(False, f"on {name}: " + _dft_mistake(value, grad, logp, mask))
-    return _report(True, "value and gradient match objectives.dft_loss on every case, padding with -inf included: "
-                         "each token's gradient is p times SFT's.")
+    return _report(
+        True,
+        "value and gradient match objectives.dft_loss on every case, padding with -inf included: "
+        "each token's gradient is p times SFT's.",
+    )
 
 
 def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> str:
     from .objectives import kl_to_reference, masked_mean
 
     if not torch.isfinite(value):
-        return ("NaN or inf: a masked position holds -inf; compute δ only on the completion tokens "
-                "(or replace masked positions with torch.where) before exp.")
+        return (
+            "NaN or inf: a masked position holds -inf; compute δ only on the completion tokens "
+            "(or replace masked positions with torch.where) before exp."
+        )
     sel = mask > 0
     delta = torch.where(sel, ref - logp, torch.zeros_like(logp))
     candidates = [
-        (kl_to_reference(ref, logp, mask), "δ has the wrong sign: δ = log π_ref - log π_θ (the reference's minus the model's)."),
+        (
+            kl_to_reference(ref, logp, mask),
+            "δ has the wrong sign: δ = log π_ref - log π_θ (the reference's minus the model's).",
+        ),
         (masked_mean(delta, mask), "that is the mean of δ, the plain log-ratio estimate; k3 is exp(δ) - 1 - δ."),
         (masked_mean(-delta, mask), "that is the mean of -δ, the plain log-ratio estimate; k3 is exp(δ) - 1 - δ."),
-        (masked_mean(torch.exp(delta) - 1 - delta, torch.ones_like(mask)),
-         "you averaged over every position; average only over completion tokens (mask = 1)."),
-        (masked_mean(torch.exp(delta) - 1 - delta, mask, "seq-mean"),
-         "you averaged per sequence first (seq-mean); use token-mean: sum over completion tokens / their count."),
+        (
+            masked_mean(torch.exp(delta) - 1 - delta, torch.ones_like(mask)),
+            "you averaged over every position; average only over completion tokens (mask = 1).",
+        ),
+        (
+            masked_mean(torch.exp(delta) - 1 - delta, mask, "seq-mean"),
+            "you averaged per sequence first (seq-mean); use token-mean: sum over completion tokens / their count.",
+        ),
     ]
     for candidate, message in candidates:
         if _close(value, candidate):
             return message
     expected = kl_to_reference(logp, ref, mask)
-    return f"your estimate is {value.item():.5f}, the package's {expected.item():.5f}: check exp(δ) - 1 - δ token by token."
+    return (
+        f"your estimate is {value.item():.5f}, the package's {expected.item():.5f}: check exp(δ) - 1 - δ token by "
+        "token."
+    )
 
 
 K3_HINT = "δ = ref_logp - logp on the completion tokens; average exp(δ) - 1 - δ over the tokens where mask is 1."
 
 
 def check_k3_kl_impl(fn: Callable | None) -> bool | None:
-    r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean k3)."""
+    r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean
+    k3).
+    """
     from .objectives import kl_to_reference
 
     if _not_attempted(fn, K3_HINT):
@@ -313,15 +375,20 @@ def check_k3_kl_impl(fn: Callable | None) -> bool | None:
             return None
         got = None if raw is None else _as_tensor(raw)
         if got is None or got.numel() != 1:
-            return _report(False, f"on {name}: return one number (a 0-d tensor), got {got if got is None else tuple(got.shape)}.")
+            return _report(
+                False, f"on {name}: return one number (a 0-d tensor), got {got if got is None else tuple(got.shape)}."
+            )
         got = got.reshape(())
         safe_logp = torch.where(mask > 0, logp, torch.zeros_like(logp))
         safe_ref = torch.where(mask > 0, ref, torch.zeros_like(ref))
         expected = kl_to_reference(safe_logp, safe_ref, mask)
         if not _close(got, expected):
             return _report(False, f"on {name}: " + _k3_mistake(got, safe_logp, safe_ref, mask))
-    return _report(True, "your estimate matches objectives.kl_to_reference on every case: 0 when the two policies agree, "
-                         "never negative, and blind to masked positions.")
+    return _report(
+        True,
+        "your estimate matches objectives.kl_to_reference on every case: 0 when the two policies agree, "
+        "never negative, and blind to masked positions.",
+    )
 
 
 # ---------------------------------------------------------------- 06: the exact KL to the base
@@ -357,11 +424,18 @@ def check_exact_kl_impl(fn: Callable | None) -> bool | None:
         return (p - q).sum(-1)
 
     mistakes = [
-        ("that is KL(base || model): the arguments of the KL are swapped; weight by the model's probabilities", swapped),
+        (
+            "that is KL(base || model): the arguments of the KL are swapped; weight by the model's probabilities",
+            swapped,
+        ),
         ("use log-probabilities in the difference, not probabilities", probs_not_logs),
         ("each term log p - log q must be weighted by p before summing over the vocabulary", one_term),
     ]
     return check_implementation(
-        fn, exact_kl, _kl_cases, "my_exact_kl", mistakes,
+        fn,
+        exact_kl,
+        _kl_cases,
+        "my_exact_kl",
+        mistakes,
         hint="log_softmax both, then (p.exp() * (log p - log q)).sum(-1)",
     )

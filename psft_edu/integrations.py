@@ -43,6 +43,8 @@ Objectives
 * ``"dft"``: each token's NLL weighted by its own detached probability.
 * ``"sft_kl"``: NLL plus ``beta`` times the per-token KL estimate to a frozen
   reference, by default a copy of the model as it was when the trainer was built.
+* any other name in :data:`psft_edu.objectives.OBJECTIVES` (``"asft"``, or one you
+  register): the registry says whether it needs old log-probs or a reference.
 
 Evaluation (``eval_loss``) always reports the completion NLL: there is no old policy
 outside training, and one scale makes runs with different objectives comparable.
@@ -115,24 +117,25 @@ from trl.trainer.utils import add_fused_lm_head
 
 from . import objectives
 
-OBJECTIVES = ("psft", "sft", "dft", "sft_kl")
+OBJECTIVES = objectives.OBJECTIVES  # every registered objective
 OLD_LOGPROBS_KEY = "old_log_probs"
 
 
 class PSFTTrainer(SFTTrainer):
-    """TRL's ``SFTTrainer`` with the PSFT objective (or SFT, DFT, SFT-KL) as its loss.
+    """TRL's ``SFTTrainer`` with the PSFT objective (or any registered one: SFT, DFT, SFT-KL, ASFT) as its loss.
 
     Takes every argument ``SFTTrainer`` takes, plus these keyword arguments:
 
     Args:
-        objective: ``"psft"`` (default), ``"sft"``, ``"dft"`` or ``"sft_kl"``.
+        objective: a name in :data:`psft_edu.objectives.OBJECTIVES`: ``"psft"`` (default),
+            ``"sft"``, ``"dft"``, ``"sft_kl"``, ``"asft"``, ...
         clip: PSFT's epsilon; tokens whose ratio exceeds ``1 + clip`` get no gradient.
         refresh_every: K, optimiser steps per frozen old policy (``1``: ratio is always 1
             and PSFT's gradient is SFT's). One global batch is ``refresh_every *
             gradient_accumulation_steps * per_device_train_batch_size * num_processes``
             sequences.
-        beta: weight of the KL term of ``"sft_kl"``.
-        ref_model: the reference of ``"sft_kl"``; default, a frozen copy of ``model``.
+        beta: weight of the KL term of ``"sft_kl"`` and ``"asft"``.
+        ref_model: the reference of an objective that needs one; default, a frozen copy of ``model``.
     """
 
     def __init__(
@@ -141,14 +144,13 @@ class PSFTTrainer(SFTTrainer):
         args: Any = None,
         *positional: Any,
         objective: str = "psft",
-        clip: float = 0.28,
+        clip: float = objectives.PSFT_CLIP,
         refresh_every: int = 8,
-        beta: float = 0.1,
+        beta: float = objectives.KL_BETA,
         ref_model: torch.nn.Module | None = None,
         **kwargs: Any,
     ) -> None:
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        self.spec = objectives.get_objective(objective)  # ValueError for an unknown name
         if not clip > 0:
             raise ValueError(f"clip must be positive, got {clip}")
         if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) or refresh_every < 1:
@@ -179,7 +181,7 @@ class PSFTTrainer(SFTTrainer):
         self._lookahead_source: Iterator | None = None
 
         self.ref_model = None
-        if objective == "sft_kl":
+        if self.spec.needs_reference:
             self.ref_model = self._build_reference(ref_model)
 
     # ------------------------------------------------------------------ reference model
@@ -187,9 +189,9 @@ class PSFTTrainer(SFTTrainer):
     def _build_reference(self, ref_model: torch.nn.Module | None) -> torch.nn.Module:
         if ref_model is None:
             if is_peft_model(self.model):
-                raise ValueError("objective='sft_kl' with a PEFT model: pass ref_model= (the base model)")
+                raise ValueError(f"objective={self.objective!r} with a PEFT model: pass ref_model= (the base model)")
             if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
-                raise ValueError("objective='sft_kl' under ZeRO-3: pass ref_model= (loaded separately)")
+                raise ValueError(f"objective={self.objective!r} under ZeRO-3: pass ref_model= (loaded separately)")
             ref_model = copy.deepcopy(self.model)
             # The copy carries the fused-head forward patched onto self.model, whose closure
             # still points at the original model; drop it and patch the copy afresh.
@@ -229,7 +231,7 @@ class PSFTTrainer(SFTTrainer):
         once and, except those of the first step, get ``old_log_probs`` under the current
         weights. The first step's old log-probs are its own detached log-probs.
         """
-        if self.objective != "psft" or self.refresh_every == 1:
+        if not self.spec.needs_old_logprobs or self.refresh_every == 1:
             return super().get_batch_samples(epoch_iterator, num_batches, device)
         if epoch_iterator is not self._lookahead_source or not self._lookahead:
             self._lookahead.clear()
@@ -274,21 +276,21 @@ class PSFTTrainer(SFTTrainer):
         has_tokens = bool(count.item() > 0)
         stats: dict[str, torch.Tensor] = {}
         # Every rank runs the reference forward, tokens or not: a sharded reference needs all ranks.
-        ref_logp = self.policy_log_probs(self.ref_model, inputs) if mode == "train" and self.objective == "sft_kl" else None
+        needs_ref = mode == "train" and self.spec.needs_reference
+        ref_logp = self.policy_log_probs(self.ref_model, inputs) if needs_ref else None
 
         if not has_tokens:
             loss = logp.sum() * 0.0  # stays connected to the graph, so DDP still reduces
-        elif mode == "eval" or self.objective == "sft":
+        elif mode == "eval":
             loss = objectives.sft_loss(logp, mask) * share
-        elif self.objective == "psft":
-            old = logp.detach() if old_logp is None else old_logp.to(logp.device)
-            value, stats = objectives.psft_loss(logp, old, mask, clip=self.clip)
+        else:
+            old = None
+            if self.spec.needs_old_logprobs:
+                old = logp.detach() if old_logp is None else old_logp.to(logp.device)
+            value, stats = self.spec.loss(logp, mask, old, ref_logp, clip=self.clip, beta=self.beta)
             loss = value * share
-        elif self.objective == "dft":
-            loss = objectives.dft_loss(logp, mask) * share
-        else:  # sft_kl
-            loss = objectives.sft_kl_loss(logp, ref_logp, mask, beta=self.beta) * share
-            stats["kl_to_ref"] = objectives.kl_to_reference(logp.detach(), ref_logp, mask)
+            if ref_logp is not None:
+                stats = {**stats, "kl_to_ref": objectives.kl_to_reference(logp.detach(), ref_logp, mask)}
 
         # Like TRL: num_items_in_batch counts every process's tokens and DDP averages gradients.
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -319,7 +321,10 @@ class PSFTTrainer(SFTTrainer):
                 -(outputs.log_probs.detach() * mask).sum(),
                 outputs.entropy.detach().sum(),
                 outputs.is_top1.float().sum(),
-                *(stats[k].float().to(device) * weight if k in stats else zero for k in ("clip_fraction", "ratio_mean", "approx_kl")),
+                *(
+                    stats[k].float().to(device) * weight if k in stats else zero
+                    for k in ("clip_fraction", "ratio_mean", "approx_kl")
+                ),
                 stats["kl_to_ref"].float().to(device) * weight if "kl_to_ref" in stats else zero,
             ]
         )
@@ -329,7 +334,7 @@ class PSFTTrainer(SFTTrainer):
         metrics["nll"].append((totals[1] / n).item())
         metrics["entropy"].append((totals[2] / n).item())
         metrics["mean_token_accuracy"].append((totals[3] / n).item())
-        if "clip_fraction" in stats or (mode == "train" and self.objective == "psft"):
+        if "clip_fraction" in stats or (mode == "train" and self.spec.needs_old_logprobs):
             ratio_max = stats["ratio_max"].float().to(device) if "ratio_max" in stats else zero
             metrics["clip_fraction"].append((totals[4] / n).item())
             metrics["ratio_mean"].append((totals[5] / n).item())

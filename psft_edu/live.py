@@ -89,13 +89,15 @@ def rl_config_from_settings(settings: dict):
 
 def resolve_init(path: str, root: Path | None = None) -> Path:
     """A recorded checkpoint path as a local path: relative paths are taken from the repository root."""
-    from .models import REPO_ROOT
+    from .paths import REPO_ROOT
 
     candidate = Path(path)
     return candidate if candidate.is_absolute() else (root or REPO_ROOT) / candidate
 
 
-def rerun_rl_experiment(cached: dict, workdir: str | Path, records: list[dict] | None = None, progress: bool = False) -> dict:
+def rerun_rl_experiment(
+    cached: dict, workdir: str | Path, records: list[dict] | None = None, progress: bool = False
+) -> dict:
     """Run a recorded ``rl-compare`` experiment (e.g. ``notebooks/results/rl_small.json``) again.
 
     For every run of ``cached``: its starting checkpoint is used when it exists on this machine

@@ -1,12 +1,10 @@
-"""Model presets, the device helper, and loading models and tokenizers.
+"""The device helper, and loading models and tokenizers (presets live in :mod:`psft_edu.presets`).
 
 All models are ``transformers.GPT2LMHeadModel``; a preset only picks its size.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,46 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 # The data folder: the checkout's data/, the copy inside an installed package, or $PSFT_EDU_DATA.
 from .paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT, TOKENIZER_DIR, base_checkpoint_dir  # noqa: F401
 
-PRESET_ENV = "PSFT_EDU_PRESET"
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Size of the model and the budgets that go with it."""
-
-    name: str
-    n_layer: int
-    n_head: int
-    n_embd: int
-    n_positions: int
-    vocab_size: int | None  # None: the size of the project's tokenizer
-    pretrain_steps: int
-    pretrain_batch: int
-    pretrain_lr: float
-    eval_prompts: int  # prompts per family in evaluations during and after fine-tuning
-    eval_samples: int  # samples per prompt (k of pass@k)
-
-
-PRESETS: dict[str, Preset] = {
-    # CI: every notebook in minutes on 2 CPU cores.
-    "tiny": Preset("tiny", 2, 2, 64, 64, None, 4000, 64, 3e-3, 24, 4),
-    # A laptop CPU: the default of `make compare`.
-    "small": Preset("small", 4, 4, 128, 64, None, 4000, 64, 2e-3, 64, 8),
-    # GPT-2 124M (12 layers, 768 wide, 12 heads, 1024 context, GPT-2's vocabulary size): one GPU.
-    "gpt2": Preset("gpt2", 12, 12, 768, 1024, 50257, 6000, 64, 6e-4, 128, 8),
-}
-
-
-def preset_name(name: str | None = None) -> str:
-    """The preset to use: the argument, else ``$PSFT_EDU_PRESET``, else ``small``."""
-    chosen = name or os.environ.get(PRESET_ENV) or "small"
-    if chosen not in PRESETS:
-        raise ValueError(f"unknown preset {chosen!r}; choose from {', '.join(PRESETS)}")
-    return chosen
-
-
-def get_preset(name: str | None = None) -> Preset:
-    return PRESETS[preset_name(name)]
+# Presets (model size and every budget that goes with it) live in presets.py; re-exported here.
+from .presets import PRESET_ENV, PRESETS, Preset, get_preset, preset_name  # noqa: E402, F401
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -84,7 +44,9 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(folder))
 
 
-def new_model(preset: str | Preset | None = None, tokenizer: PreTrainedTokenizerBase | None = None, seed: int = 0) -> GPT2LMHeadModel:
+def new_model(
+    preset: str | Preset | None = None, tokenizer: PreTrainedTokenizerBase | None = None, seed: int = 0
+) -> GPT2LMHeadModel:
     """A freshly initialised GPT-2 of the preset's size."""
     p = preset if isinstance(preset, Preset) else get_preset(preset)
     tok = tokenizer or load_tokenizer()

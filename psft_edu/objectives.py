@@ -13,15 +13,27 @@ number:
 The clipped losses return ``(loss, stats)``; ``stats`` is a dict of detached
 scalar tensors (``clip_fraction``, ``ratio_mean``, ``ratio_min``, ``ratio_max``,
 ``approx_kl``) so a training loop can log them without another forward pass.
+
+The module also holds the quantities the notebooks teach (PSFT's per-token gradient weight,
+the clipped surrogate's value and slope, the clip fraction per mini-batch, GRPO's
+group-normalised advantage) and :data:`OBJECTIVES`, the registry every training loop, the
+command line, the sweeps and the plots read: an objective is declared once, at the end of
+this file, with :func:`register`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 AGGREGATIONS = ("token-mean", "seq-mean")
 LOG_RATIO_LIMIT = 20.0  # exp(20) ~ 5e8: keeps the ratio finite when policies drift far apart
+PSFT_CLIP = 0.28  # PSFT's epsilon: the upper bound 1 + epsilon of the ratio (the only one that binds with A = 1)
+PPO_CLIP = 0.2  # PPO's usual epsilon (both bounds)
+KL_BETA = 0.1  # weight of the KL anchor of SFT-KL and ASFT
 
 
 def _default_chunk_rows(vocab_size: int) -> int:
@@ -154,8 +166,8 @@ def ppo_clip_loss(
     old_logp: Tensor,
     advantages: Tensor,
     mask: Tensor,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
+    clip_low: float = PPO_CLIP,
+    clip_high: float = PPO_CLIP,
     agg: str = "token-mean",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""PPO's clipped surrogate (negated), with separate lower and upper clip bounds.
@@ -192,7 +204,7 @@ def ppo_clip_loss(
 
 
 def psft_loss(
-    logp: Tensor, old_logp: Tensor, mask: Tensor, clip: float = 0.28, agg: str = "token-mean"
+    logp: Tensor, old_logp: Tensor, mask: Tensor, clip: float = PSFT_CLIP, agg: str = "token-mean"
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Proximal SFT: PPO's clipped surrogate with a constant advantage of one.
 
@@ -235,18 +247,24 @@ def kl_to_reference(logp: Tensor, ref_logp: Tensor, mask: Tensor, agg: str = "to
     return masked_mean(torch.exp(delta) - 1.0 - delta, mask, agg)
 
 
-def sft_kl_loss(logp: Tensor, ref_logp: Tensor, mask: Tensor, beta: float = 0.1, agg: str = "token-mean") -> Tensor:
+def sft_kl_loss(
+    logp: Tensor, ref_logp: Tensor, mask: Tensor, beta: float = KL_BETA, agg: str = "token-mean"
+) -> Tensor:
     r"""SFT with a KL anchor to the base model.
 
-    .. math:: \mathcal{L}_{\mathrm{SFT\text{-}KL}} = \mathcal{L}_{\mathrm{SFT}} + \beta\,\mathrm{KL}(\pi_\theta \,\|\, \pi_\mathrm{ref})
+    .. math:: \mathcal{L}_{\mathrm{SFT\text{-}KL}} = \mathcal{L}_{\mathrm{SFT}}
+              + \beta\,\mathrm{KL}(\pi_\theta \,\|\, \pi_\mathrm{ref})
     """
     return sft_loss(logp, mask, agg) + beta * kl_to_reference(logp, ref_logp, mask, agg)
 
 
-def asft_loss(logp: Tensor, ref_logp: Tensor, mask: Tensor, beta: float = 0.1, agg: str = "token-mean") -> Tensor:
+def asft_loss(
+    logp: Tensor, ref_logp: Tensor, mask: Tensor, beta: float = KL_BETA, agg: str = "token-mean"
+) -> Tensor:
     r"""Anchored SFT: dynamic fine-tuning plus a KL anchor to the base model.
 
-    .. math:: \mathcal{L}_{\mathrm{ASFT}} = \mathcal{L}_{\mathrm{DFT}} + \beta\,\mathrm{KL}(\pi_\theta \,\|\, \pi_\mathrm{ref})
+    .. math:: \mathcal{L}_{\mathrm{ASFT}} = \mathcal{L}_{\mathrm{DFT}}
+              + \beta\,\mathrm{KL}(\pi_\theta \,\|\, \pi_\mathrm{ref})
     """
     return dft_loss(logp, mask, agg) + beta * kl_to_reference(logp, ref_logp, mask, agg)
 
@@ -265,3 +283,151 @@ def exact_kl(logits: Tensor, ref_logits: Tensor) -> Tensor:
         logp = torch.log_softmax(logits.float(), dim=-1)
         ref = torch.log_softmax(ref_logits.float(), dim=-1)
         return (logp.exp() * (logp - ref)).sum(-1).clamp_min(0.0)
+
+
+# ---------------------------------------------------------------- the quantities the notebooks teach
+
+
+def psft_gradient_weight(ratio: Tensor, clip: float = PSFT_CLIP) -> Tensor:
+    r"""PSFT's weight on each demonstration token's gradient (SFT's weight is 1 on every token).
+
+    .. math:: \nabla_\theta \mathcal{L}_{\mathrm{PSFT}} = -\,\mathbb{E}_t\big[w_t\,\nabla_\theta
+              \log \pi_\theta(a_t \mid s_t)\big],\qquad
+              w_t = r_t\,\mathbf{1}\{r_t \le 1+\epsilon\}
+
+    Below the bound the token is pushed up like in SFT, scaled by how far its ratio has already
+    moved; past :math:`1+\epsilon` the clipped branch is a constant and the weight is zero.
+    ``ratio`` is any float tensor of :math:`r_t`; returns a tensor of the same shape and dtype.
+    """
+    return torch.where(ratio <= 1.0 + clip, ratio, torch.zeros_like(ratio))
+
+
+def clipped_surrogate(
+    ratio: Tensor, advantage: Tensor | float, clip_low: float = PPO_CLIP, clip_high: float | None = None
+) -> tuple[Tensor, Tensor]:
+    r"""PPO's clipped surrogate per token and its slope in the ratio (the objective, maximised).
+
+    .. math:: J(r) = \min\big(r \hat A,\; \mathrm{clip}(r, 1-\epsilon_\mathrm{low}, 1+\epsilon_\mathrm{high})\,
+              \hat A\big),\qquad
+              \frac{\partial J}{\partial r} = \begin{cases} \hat A & r \hat A \le \mathrm{clip}(r)\,\hat A \\
+              0 & \text{otherwise (the clipped branch is the minimum)} \end{cases}
+
+    ``clip_high`` defaults to ``clip_low`` (PPO's symmetric interval). Returns ``(value, slope)``,
+    each shaped like ``ratio``; :func:`ppo_clip_loss` is the negated token-mean of ``value``.
+    """
+    high = clip_low if clip_high is None else clip_high
+    advantage = torch.as_tensor(advantage, dtype=ratio.dtype, device=ratio.device)
+    unclipped = ratio * advantage
+    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + high) * advantage
+    slope = torch.where(unclipped <= clipped, advantage.expand_as(unclipped), torch.zeros_like(unclipped))
+    return torch.minimum(unclipped, clipped), slope
+
+
+def clip_fraction_by_minibatch(ratios: Tensor, mask: Tensor, clip: float, refresh_every: int) -> Tensor:
+    r"""Share of completion tokens past :math:`1+\epsilon` that each mini-batch of one global batch meets.
+
+    ``ratios[k]`` (``[B, T]``) holds the ratios :math:`r^{(k)}_t = \pi_{\theta_k}/\pi_{\theta_\mathrm{old}}`
+    after ``k`` optimiser steps since the old policy was frozen. With ``refresh_every`` (K) mini-batches per
+    global batch, mini-batch ``k`` is trained after ``k`` steps, so it meets ``ratios[k]``:
+
+    .. math:: c_k = \frac{\sum_t m_t\,\mathbf{1}\{r^{(k)}_t > 1+\epsilon\}}{\sum_t m_t},\qquad k = 0, \dots, K-1
+
+    Returns a float64 tensor of K entries; the first is always 0 (no step taken yet, every ratio is 1).
+    """
+    selected = mask > 0
+    if not 1 <= refresh_every <= len(ratios):
+        raise ValueError(f"K must be between 1 and {len(ratios)} (the number of ratio snapshots), got {refresh_every}")
+    return torch.stack([(ratios[k][selected] > 1.0 + clip).double().mean() for k in range(refresh_every)])
+
+
+def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    r"""GRPO's group-normalised advantages: each reward compared with the other samples of its prompt.
+
+    ``rewards`` holds consecutive groups of ``group_size`` samples (one group per prompt);
+    the result has the same shape. For sample :math:`i` of group :math:`g`:
+
+    .. math:: \hat A_{g,i} = \frac{r_{g,i} - \mu_g}{\sigma_g + \varepsilon},\qquad
+              \mu_g = \frac{1}{G}\sum_{j=1}^{G} r_{g,j},\qquad
+              \sigma_g = \sqrt{\frac{1}{G}\sum_{j=1}^{G} (r_{g,j} - \mu_g)^2}
+
+    (:math:`\sigma_g` is the population standard deviation). Every group then has mean
+    zero and, unless all its rewards are equal, standard deviation one; a group whose
+    rewards are all equal (all right or all wrong) gets zero advantage: it carries no
+    learning signal.
+    """
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    r = rewards.float().reshape(-1, group_size)
+    mean = r.mean(dim=-1, keepdim=True)
+    std = r.std(dim=-1, unbiased=False, keepdim=True)
+    return ((r - mean) / (std + eps)).reshape(rewards.shape)
+
+
+# ---------------------------------------------------------------- the registry of objectives
+
+LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One fine-tuning objective, as the trainer, ``PSFTTrainer``, the CLI, the sweeps and the plots see it.
+
+    ``loss(logp, mask, old_logp, ref_logp, *, clip, beta, agg)`` returns ``(loss, stats)``;
+    ``old_logp`` is given only when ``needs_old_logprobs`` (the frozen old policy's log-probs),
+    ``ref_logp`` only when ``needs_reference`` (the base model's). ``label`` and ``colour`` are
+    how tables and figures show it.
+    """
+
+    name: str
+    loss: LossFn
+    label: str
+    colour: str
+    needs_old_logprobs: bool = False
+    needs_reference: bool = False
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register(objective: Objective) -> Objective:
+    """Add ``objective`` to :data:`OBJECTIVES` (a name may be declared only once); returns it."""
+    if objective.name in OBJECTIVES:
+        raise ValueError(f"objective {objective.name!r} is already registered")
+    OBJECTIVES[objective.name] = objective
+    return objective
+
+
+def get_objective(name: str) -> Objective:
+    """The registered objective called ``name``; ``ValueError`` naming the choices for any other name."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}") from None
+
+
+def _sft(logp, mask, old_logp=None, ref_logp=None, *, clip=PSFT_CLIP, beta=KL_BETA, agg="token-mean"):
+    return sft_loss(logp, mask, agg), {}
+
+
+def _psft(logp, mask, old_logp=None, ref_logp=None, *, clip=PSFT_CLIP, beta=KL_BETA, agg="token-mean"):
+    return psft_loss(logp, old_logp, mask, clip, agg)
+
+
+def _sft_kl(logp, mask, old_logp=None, ref_logp=None, *, clip=PSFT_CLIP, beta=KL_BETA, agg="token-mean"):
+    return sft_kl_loss(logp, ref_logp, mask, beta, agg), {}
+
+
+def _dft(logp, mask, old_logp=None, ref_logp=None, *, clip=PSFT_CLIP, beta=KL_BETA, agg="token-mean"):
+    return dft_loss(logp, mask, agg), {}
+
+
+def _asft(logp, mask, old_logp=None, ref_logp=None, *, clip=PSFT_CLIP, beta=KL_BETA, agg="token-mean"):
+    return asft_loss(logp, ref_logp, mask, beta, agg), {}
+
+
+# The declaration order is the order of sweeps, CLI choices and legends.
+register(Objective("sft", _sft, "SFT", "tab:red"))
+register(Objective("psft", _psft, "PSFT", "tab:blue", needs_old_logprobs=True))
+register(Objective("sft_kl", _sft_kl, "SFT-KL", "tab:orange", needs_reference=True))
+register(Objective("dft", _dft, "DFT", "tab:green"))
+register(Objective("asft", _asft, "ASFT", "tab:purple", needs_reference=True))

@@ -69,7 +69,9 @@ def built_checkpoint_dir(preset: str) -> Path:
 
 
 def base_checkpoint_dir(preset: str) -> Path:
-    """The base checkpoint a preset name loads: the user's own (pretrained into the cache) first, else the shipped one."""
+    """The base checkpoint a preset name loads: the user's own (pretrained into the cache) first, else the shipped
+    one.
+    """
     own = user_checkpoint_dir(preset)
     if (own / "config.json").exists():
         return own

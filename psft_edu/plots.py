@@ -7,7 +7,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-COLOURS = {"sft": "tab:red", "psft": "tab:blue", "sft_kl": "tab:orange", "dft": "tab:green", "asft": "tab:purple", "base": "black"}
+from .objectives import OBJECTIVES
+
+COLOURS = {**{name: o.colour for name, o in OBJECTIVES.items()}, "base": "black"}  # from the objective registry
 
 
 def _colour(run: dict) -> str:
@@ -90,7 +92,9 @@ def plot_accuracy(summary: dict, ax=None):
     x = np.arange(len(names))
     for offset, key, label in ((-0.2, "in_domain_accuracy", "in-domain"), (0.2, "ood_accuracy", "out-of-domain")):
         means = np.array([100 * f[key]["mean"] for f in finals])
-        errors = np.array([[means[i] - 100 * f[key]["ci95"][0], 100 * f[key]["ci95"][1] - means[i]] for i, f in enumerate(finals)])
+        errors = np.array(
+            [[means[i] - 100 * f[key]["ci95"][0], 100 * f[key]["ci95"][1] - means[i]] for i, f in enumerate(finals)]
+        )
         ax.bar(x + offset, means, 0.4, yerr=errors.T, label=label, capsize=3)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_ylabel("sampled accuracy (%)")
@@ -136,8 +140,12 @@ def draw_entropy_views(fig, summary: dict) -> None:
     views = _views(summary)
     axes = fig.subplots(len(views), 2, squeeze=False)
     for row, (label, view) in zip(axes, views):
-        plot_curve(view, "entropy", row[0], "token entropy (nats)", f"{label}: entropy on demonstrations (training batch)")
-        plot_curve(view, "eval_sample_entropy", row[1], "token entropy (nats)", f"{label}: entropy on own samples (in-domain)")
+        plot_curve(
+            view, "entropy", row[0], "token entropy (nats)", f"{label}: entropy on demonstrations (training batch)"
+        )
+        plot_curve(
+            view, "eval_sample_entropy", row[1], "token entropy (nats)", f"{label}: entropy on own samples (in-domain)"
+        )
     axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
@@ -145,8 +153,12 @@ def draw_kl_views(fig, summary: dict) -> None:
     views = _views(summary)
     axes = fig.subplots(len(views), 2, squeeze=False)
     for row, (label, view) in zip(axes, views):
-        plot_curve(view, "eval_kl_in_domain", row[0], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, in-domain")
-        plot_curve(view, "eval_kl_ood", row[1], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, out-of-domain")
+        plot_curve(
+            view, "eval_kl_in_domain", row[0], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, in-domain"
+        )
+        plot_curve(
+            view, "eval_kl_ood", row[1], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, out-of-domain"
+        )
     axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
@@ -233,5 +245,12 @@ def figure_legend(fig, axes=None, ncol: int | None = None, fontsize: int = 8, ex
     if not seen:
         return None
     columns = ncol or min(len(seen), 4)
-    return fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                      ncol=columns, fontsize=fontsize, frameon=False)
+    return fig.legend(
+        list(seen.values()),
+        list(seen.keys()),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=columns,
+        fontsize=fontsize,
+        frameon=False,
+    )

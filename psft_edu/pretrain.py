@@ -79,7 +79,12 @@ def pretrain(
         "train_seconds": round(seconds, 1),
         "device": str(next(model.parameters()).device),
         "parameters": sum(t.numel() for t in model.parameters()),
-        "evaluation": {"prompts_per_family": eval_prompts, "samples": MANIFEST_SAMPLES, "seed": MANIFEST_SEED, "results": table},
+        "evaluation": {
+            "prompts_per_family": eval_prompts,
+            "samples": MANIFEST_SAMPLES,
+            "seed": MANIFEST_SEED,
+            "results": table,
+        },
     }
     atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     return out

@@ -62,7 +62,9 @@ def perplexity(
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     window = min(window, limit) if limit else window
     if window < 2 or len(ids) < 2:
-        raise ValueError(f"perplexity needs at least 2 tokens per window and in the text (window {window}, text {len(ids)})")
+        raise ValueError(
+            f"perplexity needs at least 2 tokens per window and in the text (window {window}, text {len(ids)})"
+        )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -234,7 +236,9 @@ def retention_lines(summary: dict) -> list[str]:
     for folder, _ in VIEW_FOLDERS:
         if folder in r:
             lines += [f"| {folder}: {name} | {_stat(stat)} |" for name, stat in r[folder]["runs"].items()]
-    paired = [(folder, label, d) for folder, _ in VIEW_FOLDERS if folder in r for label, d in r[folder]["paired"].items()]
+    paired = [
+        (folder, label, d) for folder, _ in VIEW_FOLDERS if folder in r for label, d in r[folder]["paired"].items()
+    ]
     if paired:
         lines += ["", "Paired differences SFT − PSFT of perplexity (positive: SFT forgot more English):", ""]
         lines += ["| view | pairing | Δ perplexity |", "| --- | --- | --- |"]

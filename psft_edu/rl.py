@@ -52,6 +52,7 @@ from . import objectives as obj
 from . import tasks
 from .data import Batch, DataError, atomic_write_bytes, collate, load_split, read_jsonl, uncovered_characters
 from .evaluate import Samples, sample
+from .objectives import group_advantages  # its home is objectives; still importable from here
 from .train import (
     Interrupted,
     RunError,
@@ -82,7 +83,7 @@ class RLConfig:
     group_size: int = 8  # completions per prompt
     prompts_per_step: int = 16
     clip_low: float = 0.2
-    clip_high: float = 0.28  # clip-higher, as in DAPO
+    clip_high: float = obj.PSFT_CLIP  # clip-higher, as in DAPO (the same epsilon as PSFT)
     beta: float = 0.0  # weight of the KL-to-reference penalty (k3 estimator); 0: none
     updates_per_step: int = 2  # mini-batches (optimiser steps) per frozen old policy
     temperature: float = 1.0
@@ -101,7 +102,9 @@ class RLConfig:
         if self.steps <= 0 or self.lr <= 0:
             raise ValueError("steps and lr must be positive")
         if self.group_size < 2:
-            raise ValueError(f"group_size must be at least 2 (advantages compare samples of one prompt), got {self.group_size}")
+            raise ValueError(
+                f"group_size must be at least 2 (advantages compare samples of one prompt), got {self.group_size}"
+            )
         if self.prompts_per_step <= 0 or self.updates_per_step <= 0:
             raise ValueError("prompts_per_step and updates_per_step must be positive")
         if self.updates_per_step > self.prompts_per_step * self.group_size:
@@ -111,28 +114,6 @@ class RLConfig:
 
 
 # ---------------------------------------------------------------- pure pieces
-
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    r"""Group-normalised advantages: each reward compared with the other samples of its prompt.
-
-    ``rewards`` holds consecutive groups of ``group_size`` samples (one group per prompt);
-    the result has the same shape. For sample :math:`i` of group :math:`g`:
-
-    .. math:: \hat A_{g,i} = \frac{r_{g,i} - \mu_g}{\sigma_g + \varepsilon},\qquad
-              \mu_g = \frac{1}{G}\sum_{j=1}^{G} r_{g,j},\qquad
-              \sigma_g = \sqrt{\frac{1}{G}\sum_{j=1}^{G} (r_{g,j} - \mu_g)^2}
-
-    (:math:`\sigma_g` is the population standard deviation). Every group then has mean
-    zero and, unless all its rewards are equal, standard deviation one; a group whose
-    rewards are all equal (all right or all wrong) gets zero advantage: it carries no
-    learning signal.
-    """
-    if rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    r = rewards.float().reshape(-1, group_size)
-    mean = r.mean(dim=-1, keepdim=True)
-    std = r.std(dim=-1, unbiased=False, keepdim=True)
-    return ((r - mean) / (std + eps)).reshape(rewards.shape)
 
 
 def load_prompts(split: str) -> list[str]:
@@ -153,7 +134,9 @@ def prompts_for_step(prompts: list[str], step: int, cfg: RLConfig) -> list[str]:
     for position in range(step * cfg.prompts_per_step, (step + 1) * cfg.prompts_per_step):
         epoch, index = divmod(position, len(prompts))
         if epoch not in orders:
-            orders[epoch] = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch)).tolist()
+            orders[epoch] = torch.randperm(
+                len(prompts), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+            ).tolist()
         picked.append(prompts[orders[epoch][index]])
     return picked
 
@@ -221,9 +204,13 @@ def update_policy(
     totals: dict[str, float] = {}
     for rows in torch.arange(len(batch)).tensor_split(cfg.updates_per_step):
         mini = batch[rows]
-        logp = obj.token_logprobs(model(input_ids=mini.input_ids, attention_mask=mini.attention_mask).logits, mini.targets)
+        logp = obj.token_logprobs(
+            model(input_ids=mini.input_ids, attention_mask=mini.attention_mask).logits, mini.targets
+        )
         # The same clipped surrogate as PSFT; only the advantages differ.
-        loss, stats = obj.ppo_clip_loss(logp, old_logp[rows], token_adv[rows], mini.mask, cfg.clip_low, cfg.clip_high, cfg.agg)
+        loss, stats = obj.ppo_clip_loss(
+            logp, old_logp[rows], token_adv[rows], mini.mask, cfg.clip_low, cfg.clip_high, cfg.agg
+        )
         if ref_logp is not None:
             kl = obj.kl_to_reference(logp, ref_logp[rows], mini.mask, cfg.agg)
             loss = loss + cfg.beta * kl
@@ -247,6 +234,7 @@ def update_policy(
 
 
 # ---------------------------------------------------------------- checkpoints and logs
+
 
 def _save_checkpoint(out: Path, model, optimizer, reference, step: int, cfg: RLConfig) -> None:
     state = {
@@ -294,6 +282,7 @@ def _append(path: Path | None, record: dict) -> None:
 
 
 # ---------------------------------------------------------------- the loop
+
 
 def grpo(
     model: torch.nn.Module,
@@ -380,19 +369,36 @@ def grpo(
             batch_prompts = prompts_for_step(prompts, step, cfg)
             # Seeded by the step alone, so a resumed run draws the same samples.
             samples = sample(
-                model, tokenizer, batch_prompts, cfg.group_size, cfg.temperature, cfg.max_new_tokens, seed=cfg.seed * 1000003 + step
+                model,
+                tokenizer,
+                batch_prompts,
+                cfg.group_size,
+                cfg.temperature,
+                cfg.max_new_tokens,
+                seed=cfg.seed * 1000003 + step,
             )
-            rewards = torch.tensor([float(tasks.verify(p, t)) for p, group in zip(batch_prompts, samples.texts) for t in group])
+            rewards = torch.tensor(
+                [float(tasks.verify(p, t)) for p, group in zip(batch_prompts, samples.texts) for t in group]
+            )
             advantages = group_advantages(rewards, cfg.group_size)
             batch = rollout_batch(tokenizer, batch_prompts, samples).to(device)
             try:
                 stats = update_policy(model, optimizer, batch, advantages.to(device), cfg, reference)
             except TrainingError as err:
                 saved = out is not None and (out / "checkpoint.pt").exists()
-                where = f"the last good checkpoint is {out / 'checkpoint.pt'}" if saved else "stopping; no checkpoint was saved"
+                where = (
+                    f"the last good checkpoint is {out / 'checkpoint.pt'}"
+                    if saved
+                    else "stopping; no checkpoint was saved"
+                )
                 raise TrainingError(f"step {step + 1}: {err}; {where}") from None
             step += 1
-            record = {"step": step, **sample_metrics(batch_prompts, samples, rewards), **stats, "lr": optimizer.param_groups[0]["lr"]}
+            record = {
+                "step": step,
+                **sample_metrics(batch_prompts, samples, rewards),
+                **stats,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
             history.append(record)
             _append(metrics_path, record)
             bar.update(1)
@@ -403,7 +409,11 @@ def grpo(
                 save()
             if interrupted.is_set():
                 save()
-                where = f"checkpoint saved to {out / 'checkpoint.pt'}, continue with --resume" if out is not None else "nothing saved"
+                where = (
+                    f"checkpoint saved to {out / 'checkpoint.pt'}, continue with --resume"
+                    if out is not None
+                    else "nothing saved"
+                )
                 signum = received[0] if received else signal.SIGINT
                 what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
                 raise Interrupted(f"{what} at step {step}; {where}", signum)
@@ -420,6 +430,7 @@ def grpo(
 
 
 # ---------------------------------------------------------------- RL after SFT vs after PSFT
+
 
 def fresh_prompts(size: int, seed: int = 1, family: str = tasks.IN_DOMAIN, **kwargs) -> list[str]:
     """``size`` distinct new prompts of ``family`` drawn with ``random.Random(seed)``.
@@ -485,13 +496,9 @@ def _rounded(value, digits: int = 5):
 
 def _preset_of(model: torch.nn.Module) -> str:
     """The name of the preset whose shape ``model`` has (``"custom"`` if none)."""
-    from .models import PRESETS
+    from .presets import preset_of_shape
 
-    c = model.config
-    for name, p in PRESETS.items():
-        if (c.n_layer, c.n_head, c.n_embd) == (p.n_layer, p.n_head, p.n_embd):
-            return name
-    return "custom"
+    return preset_of_shape(model.config.n_layer, model.config.n_head, model.config.n_embd)
 
 
 def rl_after_finetuning(
@@ -534,7 +541,9 @@ def rl_after_finetuning(
     held_out = {p for ps in eval_prompts_per_family.values() for p in ps}
     leaked = [p for p in prompts if p in held_out]
     if leaked:
-        raise ValueError(f"{len(leaked)} training prompts are evaluation prompts too (e.g. {leaked[0]!r}); train on other prompts")
+        raise ValueError(
+            f"{len(leaked)} training prompts are evaluation prompts too (e.g. {leaked[0]!r}); train on other prompts"
+        )
     show_prompts = list(show_prompts or [])
     out = Path(out) if out is not None else None
     runs, preset = {}, ""
@@ -558,7 +567,9 @@ def rl_after_finetuning(
         started = time.time()
         if not run_cfg.eval_every:
             eval_fn(model, 0)  # before RL (with eval_every, grpo evaluates step 0 itself)
-        history = grpo(model, tokenizer, prompts, run_cfg, out=out / name if out else None, eval_fn=eval_fn, progress=progress)
+        history = grpo(
+            model, tokenizer, prompts, run_cfg, out=out / name if out else None, eval_fn=eval_fn, progress=progress
+        )
         runs[name] = {
             "init": str(init),
             "metrics": history,
@@ -602,7 +613,9 @@ def conditions(result: dict) -> dict[str, list[str]]:
 
 
 def aggregate_table(result: dict) -> dict[str, dict]:
-    """The ``table`` of a result averaged over the seeds of each condition: ``{condition: {key: {mean, std}, "seeds": n}}``.
+    """The ``table`` of a result averaged over the seeds of each condition.
+
+    Returns ``{condition: {key: {mean, std}, "seeds": n}}``.
 
     ``std`` is the sample standard deviation over seeds (0 for a single seed).
     """
@@ -614,7 +627,10 @@ def aggregate_table(result: dict) -> dict[str, dict]:
         out[condition] = {"seeds": len(rows)}
         for key in rows[0]:
             values = [r[key] for r in rows]
-            out[condition][key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            out[condition][key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            }
     return out
 
 
@@ -645,7 +661,8 @@ def format_table(result: dict, by_condition: bool = False) -> str:
         lines = [f"{'condition (seeds)':{width}s}" + "".join(f"{title:>22s}" for title, _, _ in columns)]
         for name, row in table.items():
             cells = "".join(
-                f"{row[a]['mean']:7.3f} -> {row[b]['mean']:5.3f}" + (f"±{row[b]['std']:.3f}" if row["seeds"] > 1 else " " * 6)
+                f"{row[a]['mean']:7.3f} -> {row[b]['mean']:5.3f}"
+                + (f"±{row[b]['std']:.3f}" if row["seeds"] > 1 else " " * 6)
                 for _, a, b in columns
             )
             lines.append(f"{name + ' (x' + str(row['seeds']) + ')':{width}s}" + cells)
@@ -658,6 +675,7 @@ def format_table(result: dict, by_condition: bool = False) -> str:
 
 
 # ---------------------------------------------------------------- command line
+
 
 def config_from_args(args, **extra) -> RLConfig:
     """The :class:`RLConfig` fields that the ``rl`` and ``rl-compare`` commands share, plus ``extra``."""
@@ -686,7 +704,9 @@ def main(args) -> int:
     check_model_fits(model, tokenizer)
     uncovered = uncovered_characters(tokenizer, prompts)
     if uncovered:
-        raise DataError(f"{args.split}: prompts hold characters the tokenizer cannot encode: " + " ".join(map(repr, uncovered)))
+        raise DataError(
+            f"{args.split}: prompts hold characters the tokenizer cannot encode: " + " ".join(map(repr, uncovered))
+        )
     per_family = {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES}
 
     def eval_fn(m: torch.nn.Module, step: int) -> dict:  # noqa: ARG001
@@ -695,10 +715,16 @@ def main(args) -> int:
     history = grpo(model, tokenizer, prompts, cfg, out=args.out, eval_fn=eval_fn, resume=args.resume)
     if history:
         first, last = history[0], history[-1]
-        print(f"done: {last['step']} steps; reward {first['reward']:.3f} -> {last['reward']:.3f}, entropy {last['entropy']:.3f}")
+        print(
+            f"done: {last['step']} steps; reward {first['reward']:.3f} -> {last['reward']:.3f}, "
+            f"entropy {last['entropy']:.3f}"
+        )
     summary = json.loads((Path(args.out) / "evals.jsonl").read_text().splitlines()[-1]).get("summary", {})
     if summary:
-        print("final evaluation: " + "  ".join(f"{k}={v:.3f}" for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)))
+        print(
+            "final evaluation: "
+            + "  ".join(f"{k}={v:.3f}" for k, v in summary.items() if isinstance(v, float) and math.isfinite(v))
+        )
     print(f"model saved to {Path(args.out) / 'model'}")
     return 0
 
@@ -737,6 +763,7 @@ def training_prompts(split: str, size: int = 512, seed: int = 1) -> list[str]:
 def compare_main(args) -> int:
     """``python -m psft_edu rl-compare``: GRPO from an SFT and a PSFT checkpoint, side by side."""
     from .data import eval_prompts
+    from .presets import PRESETS
 
     suffix = f"_{args.tag}" if args.tag else ""
     inits: dict[str, str] = {f"sft{suffix}": args.sft, f"psft{suffix}": args.psft}
@@ -746,15 +773,23 @@ def compare_main(args) -> int:
             raise ValueError(f"--init takes NAME=PATH, got {item!r}")
         inits[name] = path
     for name, path in inits.items():
-        if not Path(path).is_dir() and path not in ("tiny", "small", "gpt2") and not path.startswith("hf:"):
+        if not Path(path).is_dir() and path not in PRESETS and not path.startswith("hf:"):
             raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
     prompts = training_prompts(args.split, args.num_prompts, args.prompt_seed)  # validate before anything is written
     cfg = config_from_args(args, updates_per_step=args.updates_per_step, eval_every=args.eval_every)
     per_family = {f: eval_prompts(f, args.eval_prompts) for f in tasks.FAMILIES}
     show = eval_prompts(tasks.IN_DOMAIN, args.show_prompts)
     result = rl_after_finetuning(
-        inits, prompts, cfg, per_family, args.eval_samples, out=args.out, progress=True, show_prompts=show,
-        command=_command_line(args), device=args.device,
+        inits,
+        prompts,
+        cfg,
+        per_family,
+        args.eval_samples,
+        out=args.out,
+        progress=True,
+        show_prompts=show,
+        command=_command_line(args),
+        device=args.device,
     )
     result["settings"]["split"] = args.split
     if args.split.startswith("generated"):
@@ -766,8 +801,10 @@ def compare_main(args) -> int:
     print("\n" + format_table(result))
     if any(len(names) > 1 for names in conditions(result).values()):
         print("\nmean over seeds (± sample std of the final value):\n" + format_table(result, by_condition=True))
-    print(f"(reward, pass@k, entropy, distinct and zero-signal: mean of the first -> last 5 steps; in-domain and OOD: "
-          f"sampled accuracy before -> after RL)\nresults: {Path(args.out) / 'rl_compare.json'}")
+    print(
+        f"(reward, pass@k, entropy, distinct and zero-signal: mean of the first -> last 5 steps; in-domain and OOD: "
+        f"sampled accuracy before -> after RL)\nresults: {Path(args.out) / 'rl_compare.json'}"
+    )
     return 0
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from .compare import SETTINGS, CompareSettings, RunSpec, run_grid, summarise
 from .data import atomic_write_bytes
 from .models import get_preset, preset_name
+from .objectives import OBJECTIVES, PSFT_CLIP
 
 NO_CLIP = math.inf  # 1 + inf: the clip never binds (a finite epsilon can: the ratio may reach exp(20))
-DEFAULT_CLIP = 0.28  # what finetune uses when a RunSpec gives none
+DEFAULT_CLIP = PSFT_CLIP  # what finetune uses when a RunSpec gives none
 SLIM_CURVES = ("entropy", "clip_fraction", "grad_norm")  # per-step curves kept by :func:`slim`
 
 
@@ -38,9 +39,9 @@ def sweep_specs(what: str, settings: CompareSettings, lr: float | None = None) -
     """The runs of one sweep; ``lr`` (default ``settings.high_lr``) is the rate of every sweep but ``lr``."""
     lr, mini = lr or settings.high_lr, settings.mini_batch
     if what == "neighbours":
-        return [RunSpec(o, o, lr) for o in ("sft", "psft", "sft_kl", "dft", "asft")]
+        return [RunSpec(o, o, lr) for o in OBJECTIVES]
     if what == "clip":
-        return [RunSpec(f"psft_eps_{eps:g}", "psft", lr, clip=eps) for eps in (0.1, 0.28, 0.5)] + [
+        return [RunSpec(f"psft_eps_{eps:g}", "psft", lr, clip=eps) for eps in (0.1, PSFT_CLIP, 0.5)] + [
             RunSpec("psft_no_clip", "psft", lr, clip=NO_CLIP)
         ]
     if what == "refresh":
@@ -85,8 +86,14 @@ def sweep(what: str, preset: str | None = None, seeds: tuple[int, ...] | None = 
     summary["sweep_lr"] = lr or settings.high_lr
     for spec in specs:
         # None: the old policy is never refreshed (it stays the base model).
-        refresh_every = None if spec.never_refresh else (spec.global_batch or settings.global_batch) // settings.mini_batch
-        clip = None if spec.objective != "psft" or spec.clip == NO_CLIP else (spec.clip if spec.clip is not None else DEFAULT_CLIP)
+        refresh_every = (
+            None if spec.never_refresh else (spec.global_batch or settings.global_batch) // settings.mini_batch
+        )
+        clip = (
+            None
+            if spec.objective != "psft" or spec.clip == NO_CLIP
+            else (spec.clip if spec.clip is not None else DEFAULT_CLIP)
+        )
         summary["runs"][spec.name].update(clip=clip, never_refresh=spec.never_refresh, refresh_every=refresh_every)
     atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
@@ -133,7 +140,7 @@ METRICS: dict[str, tuple[str, float, int, bool]] = {
 
 def cache_path(what: str, preset: str = "small") -> Path:
     """Where the committed results of one sweep live: ``notebooks/results/sweep_<preset>_<what>.json``."""
-    from .models import REPO_ROOT
+    from .paths import REPO_ROOT
 
     return REPO_ROOT / "notebooks" / "results" / f"sweep_{preset}_{what}.json"
 
@@ -152,7 +159,9 @@ def write_caches(out: str | Path = "runs/sweep") -> list[Path]:
     return [write_cache(json.loads(path.read_text())) for path in found if path.exists()]
 
 
-def load_results(what: str, preset: str = "small", live: bool = False, out: str | Path = "runs/sweep", lr: float | None = None) -> dict:
+def load_results(
+    what: str, preset: str = "small", live: bool = False, out: str | Path = "runs/sweep", lr: float | None = None
+) -> dict:
     """A sweep's summary: the committed cache, or (``live=True``) a fresh run of the sweep, slimmed the same way."""
     if live:
         return slim(sweep(what, preset, (0,), out, progress=False, lr=lr))
@@ -171,12 +180,17 @@ def results_table(summary: dict, metrics: tuple[str, ...] = tuple(METRICS), base
     header = ["run"] + list(metrics)
     body = [[name] + [f"{final_value(run, m):.{METRICS[m][2]}f}" for m in metrics] for name, run in rows]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header] + body]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in [header] + body
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
-def pareto_front(points: dict[str, tuple[float, float]], higher_is_better: tuple[bool, bool] = (True, True)) -> list[str]:
+def pareto_front(
+    points: dict[str, tuple[float, float]], higher_is_better: tuple[bool, bool] = (True, True)
+) -> list[str]:
     """Names of the points no other point dominates (at least as good on both axes, better on one)."""
     sign = [1.0 if h else -1.0 for h in higher_is_better]
     score = {n: (sign[0] * x, sign[1] * y) for n, (x, y) in points.items()}

@@ -53,8 +53,10 @@ def arrow(fmt: str = ".3f", sep: str = " → ") -> Callable[[Sequence[float]], s
     return formatter
 
 
-def paired_columns(row: Mapping[str, Any], pairs: Sequence[tuple[str, str]] = (("_first", "_last"), ("_before", "_after")),
-                   ) -> dict[str, tuple[Any, Any]]:
+def paired_columns(
+    row: Mapping[str, Any],
+    pairs: Sequence[tuple[str, str]] = (("_first", "_last"), ("_before", "_after")),
+) -> dict[str, tuple[Any, Any]]:
     """Join the keys that differ only by a suffix pair into one ``(before, after)`` column.
 
     ``{"reward_first": 0.1, "reward_last": 0.3, "ood_before": 0.5, "ood_after": 0.4}`` becomes
@@ -82,7 +84,9 @@ def _is_numbers(value: Any) -> bool:
 class Table:
     """A formatted table: ``header`` (column titles), ``cells`` (text of every row) and per-column alignment."""
 
-    def __init__(self, header: list[str], cells: list[list[str]], numeric: list[bool], title: str | None = None) -> None:
+    def __init__(
+        self, header: list[str], cells: list[list[str]], numeric: list[bool], title: str | None = None
+    ) -> None:
         self.header, self.cells, self.numeric, self.title = header, cells, numeric, title
 
     def text(self) -> str:
@@ -113,7 +117,9 @@ class Table:
             return f'<{tag} style="text-align:{"right" if num else "left"}">{html.escape(value)}</{tag}>'
 
         head = "".join(cell("th", h, num) for h, num in zip(self.header, self.numeric))
-        body = "".join("<tr>" + "".join(cell("td", v, num) for v, num in zip(r, self.numeric)) + "</tr>" for r in self.cells)
+        body = "".join(
+            "<tr>" + "".join(cell("td", v, num) for v, num in zip(r, self.numeric)) + "</tr>" for r in self.cells
+        )
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -172,7 +178,9 @@ def make_table(
         if missing:
             raise ValueError(f"row {number} has no value for column {missing[0]!r}")
     cells = [[_format_value(record[k], formats.get(k)) for k in keys] for record in records]
-    numeric = [bool(records) and all(_is_number(r[k]) or r[k] is None or _is_numbers(r[k]) for r in records) for k in keys]
+    numeric = [
+        bool(records) and all(_is_number(r[k]) or r[k] is None or _is_numbers(r[k]) for r in records) for k in keys
+    ]
     return Table(header, cells, numeric, title)
 
 

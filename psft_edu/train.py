@@ -31,8 +31,7 @@ from transformers import PreTrainedTokenizerBase
 from . import objectives as obj
 from .data import Batch, atomic_write_bytes, collate, encode_records
 
-OBJECTIVES = ("sft", "psft", "sft_kl", "dft", "asft")
-NEEDS_REFERENCE = ("sft_kl", "asft")
+OBJECTIVES = obj.OBJECTIVES  # the registry: name -> objectives.Objective
 
 
 @dataclass
@@ -45,8 +44,8 @@ class TrainConfig:
     global_batch: int = 256  # sequences per frozen old policy
     mini_batch: int = 32  # sequences per optimiser step; K = global_batch / mini_batch
     micro_batch: int | None = None  # gradient accumulation when a mini-batch does not fit
-    clip: float = 0.28  # PSFT's epsilon (upper bound; the only one that binds with A = 1)
-    beta: float = 0.1  # KL weight of sft_kl and asft
+    clip: float = obj.PSFT_CLIP  # PSFT's epsilon (upper bound; the only one that binds with A = 1)
+    beta: float = obj.KL_BETA  # KL weight of sft_kl and asft
     agg: str = "token-mean"
     never_refresh: bool = False  # PSFT's old policy stays the base model for the whole run
     warmup_steps: int = 10
@@ -64,8 +63,7 @@ class TrainConfig:
     init: str = ""  # what the model was loaded from, recorded for --resume
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        obj.get_objective(self.objective)  # ValueError for a name that is not registered
         if self.mini_batch <= 0 or self.global_batch % self.mini_batch:
             raise ValueError(f"global_batch ({self.global_batch}) must be a multiple of mini_batch ({self.mini_batch})")
         if self.micro_batch is not None and (self.micro_batch <= 0 or self.mini_batch % self.micro_batch):
@@ -78,8 +76,11 @@ class TrainConfig:
             raise ValueError("max_steps and lr must be positive")
 
     @property
-    def updates_per_batch(self) -> int:
+    def refresh_every(self) -> int:
+        """K: optimiser steps (mini-batches) per frozen old policy."""
         return self.global_batch // self.mini_batch
+
+    updates_per_batch = refresh_every  # the older name of K
 
 
 class TrainingError(RuntimeError):
@@ -144,12 +145,15 @@ def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = Fa
     check_writable_folder(out)
     if resume:
         if not (out / "checkpoint.pt").is_file():
-            raise RunError(f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh")
+            raise RunError(
+                f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh"
+            )
         return
     found = [name for name in RUN_FILES if (out / name).exists()]
     if found and not overwrite:
         raise RunError(
-            f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume or replace it with --overwrite"
+            f"--out {out} already holds a run ({', '.join(found)}); "
+            "continue it with --resume or replace it with --overwrite"
         )
 
 
@@ -292,18 +296,15 @@ def read_log_until(path: Path, step: int) -> list[dict]:
 
 
 def objective_loss(
-    cfg: TrainConfig, logp: torch.Tensor, mask: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None
+    cfg: TrainConfig,
+    logp: torch.Tensor,
+    mask: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The configured objective on one (micro-)batch; ``(loss, stats)``."""
-    if cfg.objective == "sft":
-        return obj.sft_loss(logp, mask, cfg.agg), {}
-    if cfg.objective == "psft":
-        return obj.psft_loss(logp, old_logp, mask, cfg.clip, cfg.agg)
-    if cfg.objective == "dft":
-        return obj.dft_loss(logp, mask, cfg.agg), {}
-    if cfg.objective == "sft_kl":
-        return obj.sft_kl_loss(logp, ref_logp, mask, cfg.beta, cfg.agg), {}
-    return obj.asft_loss(logp, ref_logp, mask, cfg.beta, cfg.agg), {}
+    """The configured objective (:data:`psft_edu.objectives.OBJECTIVES`) on one (micro-)batch: ``(loss, stats)``."""
+    loss = obj.get_objective(cfg.objective).loss
+    return loss(logp, mask, old_logp, ref_logp, clip=cfg.clip, beta=cfg.beta, agg=cfg.agg)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -319,7 +320,11 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 def git_commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -367,7 +372,7 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.model = model
         self.model.train()
-        needs_ref = cfg.objective in NEEDS_REFERENCE or cfg.log_kl or cfg.never_refresh
+        needs_ref = obj.get_objective(cfg.objective).needs_reference or cfg.log_kl or cfg.never_refresh
         self.reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
         self.ids, self.prompt_lengths, self.truncated = encode_records(records, tokenizer, cfg.max_length)
         if len(self.ids) < cfg.global_batch:
@@ -426,9 +431,9 @@ class Trainer:
         return picked
 
     def _batch(self, indices: list[int]) -> Batch:
-        return collate([self.ids[i] for i in indices], [self.prompt_lengths[i] for i in indices], self.tokenizer.pad_token_id).to(
-            self.device
-        )
+        return collate(
+            [self.ids[i] for i in indices], [self.prompt_lengths[i] for i in indices], self.tokenizer.pad_token_id
+        ).to(self.device)
 
     def _logits(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         with self._autocast():
@@ -441,11 +446,11 @@ class Trainer:
     # ------------------------------------------------------------ one global batch
     def _train_global_batch(self, indices: list[int]) -> list[dict]:
         cfg = self.cfg
-        K, size = cfg.updates_per_batch, cfg.mini_batch
+        K, size = cfg.refresh_every, cfg.mini_batch
         batch = self._batch(indices)  # one padded width for the whole global batch
         minis = [batch[k * size : (k + 1) * size] for k in range(K)]
         old: list[torch.Tensor | None] = [None] * K
-        if cfg.objective == "psft":
+        if obj.get_objective(cfg.objective).needs_old_logprobs:
             # Freeze the old policy: mini-batch 0 reuses its own forward (see module docstring).
             # One no-grad forward per mini-batch: larger ones were slower on CPU and risk memory on GPU.
             source = self.reference if cfg.never_refresh else self.forward_model
@@ -550,8 +555,10 @@ class Trainer:
         ``schedule="cosine"`` ``max_steps`` sets the decay, so it must match too.
         """
         state = read_checkpoint(path, self.device)
-        may_change = RESUMABLE_SETTINGS if self.cfg.schedule == "constant" else tuple(
-            k for k in RESUMABLE_SETTINGS if k != "max_steps"
+        may_change = (
+            RESUMABLE_SETTINGS
+            if self.cfg.schedule == "constant"
+            else tuple(k for k in RESUMABLE_SETTINGS if k != "max_steps")
         )
         differences = config_differences(state["config"], asdict(self.cfg), may_change)
         if differences:
@@ -559,7 +566,9 @@ class Trainer:
         if state["step"] > self.cfg.max_steps:
             raise RunError(f"{path}: the checkpoint is at step {state['step']}, past --max-steps {self.cfg.max_steps}")
         if state.get("data") not in (None, self.data_fingerprint()):
-            raise RunError(f"{path}: --resume with other training data than the saved run (--data or its contents differ)")
+            raise RunError(
+                f"{path}: --resume with other training data than the saved run (--data or its contents differ)"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -619,7 +628,9 @@ class Trainer:
             config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
             atomic_write_bytes(self.out / "config.json", json.dumps(config, indent=2).encode())
         if self.truncated:
-            print(f"note: {self.truncated} example(s) longer than {cfg.max_length} tokens were truncated", file=sys.stderr)
+            print(
+                f"note: {self.truncated} example(s) longer than {cfg.max_length} tokens were truncated", file=sys.stderr
+            )
 
         previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
         in_main_thread = previous[signal.SIGINT] is not None and _is_main_thread()

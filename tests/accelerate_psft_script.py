@@ -66,7 +66,9 @@ def main() -> None:
         train_sampling_strategy="sequential",
         seed=0,
     )
-    trainer = PSFTTrainer(model, config, train_dataset=data, processing_class=tok, objective="psft", refresh_every=args.refresh_every)
+    trainer = PSFTTrainer(
+        model, config, train_dataset=data, processing_class=tok, objective="psft", refresh_every=args.refresh_every
+    )
     trainer.train()
 
     state = trainer.accelerator.state

@@ -23,7 +23,10 @@ def test_gradients_match_finite_differences() -> None:
     def psft_objective(x):
         return float(q @ np.minimum(bandit.softmax(x) / old, 1.28))
 
-    for objective, grad in ((sft_objective, bandit.sft_gradient(z, q)), (psft_objective, bandit.psft_gradient(z, old, q, 0.28))):
+    for objective, grad in (
+        (sft_objective, bandit.sft_gradient(z, q)),
+        (psft_objective, bandit.psft_gradient(z, old, q, 0.28)),
+    ):
         h = 1e-6
         numeric = np.array([(objective(z + h * e) - objective(z - h * e)) / (2 * h) for e in np.eye(5)])
         np.testing.assert_allclose(grad, numeric, atol=1e-6)

@@ -32,7 +32,9 @@ def test_gpt2_preset_takes_training_steps_on_cpu():
     tok = load_tokenizer()
     model = new_model("gpt2", tok)
     assert sum(p.numel() for p in model.parameters()) == 124_439_808
-    cfg = TrainConfig(objective="psft", lr=1e-4, max_steps=2, global_batch=4, mini_batch=2, log_kl=False, warmup_steps=0)
+    cfg = TrainConfig(
+        objective="psft", lr=1e-4, max_steps=2, global_batch=4, mini_batch=2, log_kl=False, warmup_steps=0
+    )
     history = Trainer(model, tok, load_split("sft_train")[:8], cfg, progress=False).train()
     assert [r["step"] for r in history] == [1, 2]
     assert all(math.isfinite(r["loss"]) for r in history)

@@ -127,7 +127,9 @@ def _check_chapter(page, stem: str) -> None:
         timeout=MATH_TIMEOUT_MS,
     )
     state = page.evaluate(JS_PAGE_STATE)
-    assert state["math"] > 0 and state["typeset"] == state["math"], f"{stem}: {state['typeset']}/{state['math']} equations typeset"
+    assert state["math"] > 0 and state["typeset"] == state["math"], (
+        f"{stem}: {state['typeset']}/{state['math']} equations typeset"
+    )
     assert "$$" not in state["text"], f"{stem}: raw $$ left in the page"
     for left in ("\\[", "\\(", "\\frac", "\\mathrm"):
         assert left not in state["text"], f"{stem}: untypeset TeX {left!r} in the page"

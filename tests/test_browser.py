@@ -85,7 +85,9 @@ class LabServer:
             return "(no server log)"
 
     def api(self, path: str, method: str = "GET", timeout: float = 5.0):
-        request = urllib.request.Request(f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -95,7 +97,10 @@ class LabServer:
 def chromium() -> str:
     path = find_chromium()
     if path is None:
-        pytest.skip("no Chromium executable found: install Debian's `chromium` (`make test-browser` does) or set $PSFT_EDU_CHROMIUM")
+        pytest.skip(
+            "no Chromium executable found: install Debian's `chromium` (`make test-browser` does) or set "
+            "$PSFT_EDU_CHROMIUM"
+        )
     return path
 
 
@@ -142,7 +147,13 @@ def lab(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
     log = base / "server.log"
     with open(log, "wb") as log_handle:
         process = subprocess.Popen(
-            command, cwd=root, env=env, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command,
+            cwd=root,
+            env=env,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     server = LabServer(f"http://127.0.0.1:{port}", token, root, log, process)
     try:
@@ -223,7 +234,9 @@ JS_RUN_STATE = """() => {
 
 
 def test_clip_explorer_reacts_to_epsilon_in_jupyterlab(lab: LabServer, chromium: str) -> None:
-    from playwright.sync_api import sync_playwright  # a test extra; imported here so unit-test collection never needs it
+    from playwright.sync_api import (
+        sync_playwright,
+    )  # a test extra; imported here so unit-test collection never needs it
 
     page_errors: list[str] = []
     with sync_playwright() as pw:
@@ -274,7 +287,9 @@ def _run_notebook_and_move_slider(page, lab: LabServer) -> None:
     explorer.scroll_into_view_if_needed()
     plot = explorer.locator("img.psft-clip-plot")
     page.wait_for_function(
-        "(img) => img.complete && img.naturalWidth > 100 && img.getAttribute('src')", arg=plot.element_handle(), timeout=30_000
+        "(img) => img.complete && img.naturalWidth > 100 && img.getAttribute('src')",
+        arg=plot.element_handle(),
+        timeout=30_000,
     )
     src_before = plot.get_attribute("src")
     png_before = plot.screenshot()

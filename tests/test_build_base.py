@@ -91,7 +91,9 @@ def test_gpu_builds_without_being_forced(tiny_gpt2, monkeypatch):
     built = []
     from psft_edu import pretrain as pretrain_module
 
-    monkeypatch.setattr(pretrain_module, "pretrain", lambda preset, out=None, **kw: built.append((preset, out, kw["device"])))
+    monkeypatch.setattr(
+        pretrain_module, "pretrain", lambda preset, out=None, **kw: built.append((preset, out, kw["device"]))
+    )
     assert ensure_base("gpt2", device="meta") == tiny_gpt2
     assert built == [("gpt2", tiny_gpt2, "meta")]
     with pytest.raises(BaseRefused, match="would take about 60 s"):
@@ -119,7 +121,14 @@ def test_never_policy_does_not_probe(tiny_gpt2, monkeypatch):
 
 
 def test_build_policy_values(monkeypatch):
-    for raw, policy in (("", "auto"), ("auto", "auto"), ("1", "force"), ("YES", "force"), ("0", "never"), ("off", "never")):
+    for raw, policy in (
+        ("", "auto"),
+        ("auto", "auto"),
+        ("1", "force"),
+        ("YES", "force"),
+        ("0", "never"),
+        ("off", "never"),
+    ):
         monkeypatch.setenv(BUILD_ENV, raw)
         assert build_policy() == policy
     monkeypatch.setenv(BUILD_ENV, "maybe")

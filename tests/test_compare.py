@@ -59,7 +59,9 @@ def test_exact_kl_matches_the_definition_and_torch() -> None:
     p, q = torch.randn(3, 4, 44, generator=gen) * 2, torch.randn(3, 4, 44, generator=gen) * 2
     by_hand = (p.softmax(-1) * (p.log_softmax(-1) - q.log_softmax(-1))).sum(-1)
     torch.testing.assert_close(exact_kl(p, q), by_hand)
-    via_torch = torch.nn.functional.kl_div(q.log_softmax(-1), p.log_softmax(-1), log_target=True, reduction="none").sum(-1)
+    via_torch = torch.nn.functional.kl_div(q.log_softmax(-1), p.log_softmax(-1), log_target=True, reduction="none").sum(
+        -1
+    )
     torch.testing.assert_close(exact_kl(p, q), via_torch)
     assert torch.all(exact_kl(p, p) == 0)
     assert torch.all(exact_kl(p, q) > 0)
@@ -119,7 +121,9 @@ def quick_summary(tmp_path_factory) -> tuple[dict, object]:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare")
     main = replace(compare.SETTINGS["tiny"], max_steps=8, eval_every=8, eval_prompts=2, eval_samples=2, seeds=(0, 1))
-    long = replace(compare.LONG_SETTINGS["tiny"], max_steps=16, eval_every=8, eval_prompts=2, eval_samples=2, seeds=(0, 1))
+    long = replace(
+        compare.LONG_SETTINGS["tiny"], max_steps=16, eval_every=8, eval_prompts=2, eval_samples=2, seeds=(0, 1)
+    )
     summary = compare.compare("tiny", out=out, settings=main, long_settings=long, progress=False)
     return summary, out
 

@@ -42,11 +42,19 @@ def test_group_advantages_right(capsys) -> None:
 @pytest.mark.parametrize(
     ("wrong", "words"),
     [
-        (lambda r, g: (lambda x: ((x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True)).reshape(-1))(
-            r.reshape(-1, g)), "σ + δ"),
+        (
+            lambda r, g: (
+                lambda x: ((x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True)).reshape(-1)
+            )(r.reshape(-1, g)),
+            "σ + δ",
+        ),
         (lambda r, g: (lambda x: (x - x.mean(-1, keepdim=True)).reshape(-1))(r.reshape(-1, g)), "not scaled"),
-        (lambda r, g: (lambda x: ((x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-6)).reshape(-1))(
-            r.reshape(-1, g)), "G - 1"),
+        (
+            lambda r, g: (lambda x: ((x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-6)).reshape(-1))(
+                r.reshape(-1, g)
+            ),
+            "G - 1",
+        ),
         (lambda r, g: (r - r.mean()) / (r.std(unbiased=False) + 1e-6), "whole batch"),
         (lambda r, g: -good_advantages(r, g), "signs are flipped"),
         (lambda r, g: good_advantages(r, g).reshape(-1, g), "shape"),

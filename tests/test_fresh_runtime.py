@@ -43,8 +43,14 @@ def test_setup_cell_installs_the_course_and_runs_notebook_01(tmp_path) -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and " failed" not in done.stdout, done.stdout[-2000:]
 
-    where = subprocess.run([str(python), "-c", "import psft_edu.paths as p; print(p.__file__); print(p.data_is_read_only())"],
-                           capture_output=True, text=True, env=env, cwd=run, check=True).stdout.split()
+    where = subprocess.run(
+        [str(python), "-c", "import psft_edu.paths as p; print(p.__file__); print(p.data_is_read_only())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=run,
+        check=True,
+    ).stdout.split()
     assert Path(where[0]).is_relative_to(tmp_path / "venv"), where  # installed by the cell, into the fresh environment
     assert where[1] == "True"
 

@@ -91,7 +91,9 @@ def test_k1_psft_gradient_equals_trl_sft_gradient(base, dataset, tmp_path):
     """
     model, tok = base
     trl_sft = SFTTrainer(model=copy.deepcopy(model), args=config(tmp_path), train_dataset=dataset, processing_class=tok)
-    psft = PSFTTrainer(copy.deepcopy(model), config(tmp_path), train_dataset=dataset, processing_class=tok, refresh_every=1)
+    psft = PSFTTrainer(
+        copy.deepcopy(model), config(tmp_path), train_dataset=dataset, processing_class=tok, refresh_every=1
+    )
     batch = first_batch(trl_sft)
     tokens = int((batch["labels"][:, 1:] != -100).sum())
 
@@ -112,8 +114,12 @@ def test_k1_psft_training_follows_trl_sft_training(base, dataset, tmp_path):
     """End to end: with refresh_every=1, PSFT training takes SFT's steps (plain SGD; see below)."""
     model, tok = base
     args = dict(max_steps=4, optim="sgd", learning_rate=0.3)
-    trl_sft = SFTTrainer(model=copy.deepcopy(model), args=config(tmp_path, **args), train_dataset=dataset, processing_class=tok)
-    psft = PSFTTrainer(copy.deepcopy(model), config(tmp_path, **args), train_dataset=dataset, processing_class=tok, refresh_every=1)
+    trl_sft = SFTTrainer(
+        model=copy.deepcopy(model), args=config(tmp_path, **args), train_dataset=dataset, processing_class=tok
+    )
+    psft = PSFTTrainer(
+        copy.deepcopy(model), config(tmp_path, **args), train_dataset=dataset, processing_class=tok, refresh_every=1
+    )
     trl_sft.train()
     psft.train()
     assert (flat_params(psft.model) - flat_params(trl_sft.model)).abs().max().item() < 1e-6
@@ -124,9 +130,14 @@ def test_sft_and_dft_match_trl_loss_values_and_gradients(base, dataset, tmp_path
     model, tok = base
     loss_type = "nll" if objective == "sft" else "dft"
     trl_trainer = SFTTrainer(
-        model=copy.deepcopy(model), args=config(tmp_path, loss_type=loss_type), train_dataset=dataset, processing_class=tok
+        model=copy.deepcopy(model),
+        args=config(tmp_path, loss_type=loss_type),
+        train_dataset=dataset,
+        processing_class=tok,
     )
-    ours = PSFTTrainer(copy.deepcopy(model), config(tmp_path), train_dataset=dataset, processing_class=tok, objective=objective)
+    ours = PSFTTrainer(
+        copy.deepcopy(model), config(tmp_path), train_dataset=dataset, processing_class=tok, objective=objective
+    )
     batch = first_batch(trl_trainer)
     for num_items in (None, torch.tensor(200)):
         trl_value, trl_grads = loss_and_grads(trl_trainer, batch, num_items)
@@ -154,7 +165,11 @@ def test_completion_only_masking_matches_psft_edu(base, dataset, tmp_path):
 def test_psft_training_refreshes_old_policy_and_lowers_nll(base, dataset, tmp_path):
     model, tok = base
     trainer = PSFTTrainer(
-        copy.deepcopy(model), config(tmp_path, max_steps=6), train_dataset=dataset, processing_class=tok, refresh_every=3
+        copy.deepcopy(model),
+        config(tmp_path, max_steps=6),
+        train_dataset=dataset,
+        processing_class=tok,
+        refresh_every=3,
     )
     batch = first_batch(trainer)
     nll_before = completion_nll(trainer, batch)
@@ -162,7 +177,9 @@ def test_psft_training_refreshes_old_policy_and_lowers_nll(base, dataset, tmp_pa
     logs = [h for h in trainer.state.log_history if "ratio_mean" in h]
     assert [h["step"] for h in logs] == [1, 2, 3, 4, 5, 6]
     for h in logs:
-        assert all(torch.isfinite(torch.tensor(h[k])) for k in ("loss", "nll", "clip_fraction", "ratio_mean", "ratio_max"))
+        assert all(
+            torch.isfinite(torch.tensor(h[k])) for k in ("loss", "nll", "clip_fraction", "ratio_mean", "ratio_max")
+        )
         assert 0.0 <= h["clip_fraction"] <= 1.0
         if h["step"] in (1, 4):  # first step after a refresh: old policy == current policy
             assert h["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and h["clip_fraction"] == 0.0
@@ -221,7 +238,12 @@ def test_gradient_accumulation_matches_larger_batch(base, dataset, tmp_path):
 def test_sft_kl_keeps_a_frozen_reference(base, dataset, tmp_path):
     model, tok = base
     trainer = PSFTTrainer(
-        copy.deepcopy(model), config(tmp_path, max_steps=3), train_dataset=dataset, processing_class=tok, objective="sft_kl", beta=0.5
+        copy.deepcopy(model),
+        config(tmp_path, max_steps=3),
+        train_dataset=dataset,
+        processing_class=tok,
+        objective="sft_kl",
+        beta=0.5,
     )
     trainer.train()
     logs = [h for h in trainer.state.log_history if "kl_to_ref" in h]
@@ -236,14 +258,42 @@ def test_eval_loss_is_the_nll_for_every_objective(base, dataset, tmp_path):
     model, tok = base
     small = dataset.select(range(8))
     args = config(tmp_path, per_device_eval_batch_size=4)
-    reference = SFTTrainer(model=copy.deepcopy(model), args=args, train_dataset=small, processing_class=tok).evaluate(small)
+    reference = SFTTrainer(model=copy.deepcopy(model), args=args, train_dataset=small, processing_class=tok).evaluate(
+        small
+    )
     psft = PSFTTrainer(copy.deepcopy(model), args, train_dataset=small, processing_class=tok).evaluate(small)
     assert psft["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-5)
 
 
+def test_a_registered_objective_trains_through_psft_trainer(base, dataset, tmp_path, monkeypatch):
+    """One declaration in the registry is enough: the trainer freezes old log-probs and builds a reference for it."""
+    from psft_edu import objectives
+
+    model, tok = base
+    calls = []
+
+    def loss(logp, mask, old_logp=None, ref_logp=None, *, clip=0.28, beta=0.1, agg="token-mean"):
+        calls.append((old_logp is not None, ref_logp is not None))
+        return objectives.sft_loss(logp, mask, agg) + beta * objectives.kl_to_reference(logp, ref_logp, mask), {}
+
+    toy = objectives.Objective("toy", loss, "Toy", "tab:brown", needs_old_logprobs=True, needs_reference=True)
+    monkeypatch.setitem(objectives.OBJECTIVES, "toy", toy)
+    trainer = PSFTTrainer(
+        copy.deepcopy(model), config(tmp_path), train_dataset=dataset, processing_class=tok, objective="toy",
+        refresh_every=2,
+    )
+    trainer.train()
+    assert trainer.ref_model is not None
+    assert calls == [(True, True), (True, True)]
+    assert [h for h in trainer.state.log_history if "kl_to_ref" in h]
+    assert not torch.equal(flat_params(trainer.model), flat_params(model))
+
+
 def test_rejects_bad_arguments(base, dataset, tmp_path):
     model, tok = base
-    for bad in ({"objective": "ppo"}, {"refresh_every": 0}, {"refresh_every": 2.0}, {"clip": 0.0}, {"beta": -1.0}):
+    bad_arguments = ({"objective": "ppo"}, {"objective": "unknown"}, {"refresh_every": 0}, {"refresh_every": 2.0},
+                     {"clip": 0.0}, {"beta": -1.0})
+    for bad in bad_arguments:
         with pytest.raises(ValueError):
             PSFTTrainer(model, config(tmp_path), train_dataset=dataset, processing_class=tok, **bad)
     with pytest.raises(ValueError, match="loss_type"):
@@ -297,7 +347,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     ]  # fmt: skip
     single = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "single"), *common]
     runs = [
-        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for cmd in (launch, single)
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd in (launch, single)
     ]
     for run in runs:
         output, _ = run.communicate(timeout=240)

@@ -59,7 +59,9 @@ def test_rerun_fine_tunes_missing_checkpoints(tmp_path, monkeypatch) -> None:
     assert tuned == [("tiny", ("sft",), 1e-3, 1)]
     assert called["inits"] == {"sft_lr1e-03_seed1": str(tmp_path / "work" / "tiny_sft_lr1e-03_seed1" / "sft" / "model"),
                                "psft_lr1e-04": str(present), "base": "tiny"}
-    assert len(called["prompts"]) == 8 and list(called["evals"]) == ["make_sum"] and len(called["evals"]["make_sum"]) == 2
+    assert (
+        len(called["prompts"]) == 8 and list(called["evals"]) == ["make_sum"] and len(called["evals"]["make_sum"]) == 2
+    )
     assert called["cfg"].clip_high == cached["settings"]["clip_high"]
     assert called["show_prompts"] == cached["settings"]["show_prompts"]
 

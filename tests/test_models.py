@@ -68,7 +68,11 @@ def test_gpt2_preset_on_the_meta_device_is_124m(tokenizer):
 
 
 def test_new_model_is_seeded(tokenizer):
-    a, b, c = new_model("tiny", tokenizer, seed=3), new_model("tiny", tokenizer, seed=3), new_model("tiny", tokenizer, seed=4)
+    a, b, c = (
+        new_model("tiny", tokenizer, seed=3),
+        new_model("tiny", tokenizer, seed=3),
+        new_model("tiny", tokenizer, seed=4),
+    )
     for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(x, y), name
     assert not all(torch.equal(x, z) for x, z in zip(a.parameters(), c.parameters()))

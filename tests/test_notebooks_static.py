@@ -104,7 +104,8 @@ def test_structure(notebook) -> None:
         assert any(word in h for h in tail_headings), f"{name}: needs a '{word}' heading in its second half"
     last = cells[-1]
     assert last["cell_type"] == "markdown" and "<details>" in _source(last), (
-        f"{name}: solutions go in the last cell, a markdown cell with <details><summary>Solutions</summary>...</details>"
+        f"{name}: solutions go in the last cell, a markdown cell with "
+        "<details><summary>Solutions</summary>...</details>"
     )
 
 
@@ -170,7 +171,12 @@ def test_nbval_sanitize_rules() -> None:
     assert clean("took 1.93 s") == clean("took 12.5 s") == clean("took 3ms")
     assert clean("Wall time: 2.1 s") == clean("Wall time: 350 ms")
     assert clean("10/10 [00:01<00:00, 9.5it/s]") == clean("10/10 [00:02<00:00, 4.1it/s]")
-    for meaningful in ("loss 0.875 after 2 steps", "pi('7' | 'add 23 48: ') = 0.868", "17+7 x2, 8+16 x2", "3 samples, 4 sequences"):
+    for meaningful in (
+        "loss 0.875 after 2 steps",
+        "pi('7' | 'add 23 48: ') = 0.868",
+        "17+7 x2, 8+16 x2",
+        "3 samples, 4 sequences",
+    ):
         assert clean(meaningful) == meaningful
 
 
@@ -184,7 +190,10 @@ def test_nbval_ignores_stderr_and_widgets() -> None:
     outputs = [
         {"output_type": "stream", "name": "stdout", "text": "kept\n"},
         {"output_type": "stream", "name": "stderr", "text": "a warning\n"},
-        {"output_type": "display_data", "data": {"text/plain": "VBox(...)", "application/vnd.jupyter.widget-view+json": {}}},
+        {
+            "output_type": "display_data",
+            "data": {"text/plain": "VBox(...)", "application/vnd.jupyter.widget-view+json": {}},
+        },
         {"output_type": "execute_result", "data": {"text/plain": "42"}},
     ]
     kept = module.comparable_outputs(outputs)
@@ -225,7 +234,9 @@ def test_checked_claims_hold_and_are_asserted(path: Path) -> None:
 
 def test_claim_scan_catches_a_false_claim_and_a_print_without_assert() -> None:
     def nb(source: str, text: str) -> dict:
-        return {"cells": [{"cell_type": "code", "source": source, "outputs": [{"output_type": "stream", "text": text}]}]}
+        return {
+            "cells": [{"cell_type": "code", "source": source, "outputs": [{"output_type": "stream", "text": text}]}]
+        }
 
     assert boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "SFT with K = 8 equals SFT with K = 1: False\n"))
     assert boolean_claim_problems(nb("# NBVAL_CHECK_OUTPUT\nprint(x)", "a equals b: True\n"))
@@ -236,8 +247,14 @@ def test_claim_scan_catches_a_false_claim_and_a_print_without_assert() -> None:
 
 # Notebooks whose exercises include building: an "implement it" checker, a "predict, then run" question and an open
 # challenge. Add 06-08 here once their exercises follow the same pattern.
-BUILD_EXERCISE_NOTEBOOKS = ["01_lm_as_mdp", "02_sft_loss", "03_sft_is_policy_gradient", "04_ppo_clip", "05_proximal_sft",
-                            "09_psft_in_trl"]
+BUILD_EXERCISE_NOTEBOOKS = [
+    "01_lm_as_mdp",
+    "02_sft_loss",
+    "03_sft_is_policy_gradient",
+    "04_ppo_clip",
+    "05_proximal_sft",
+    "09_psft_in_trl",
+]
 
 
 @pytest.mark.parametrize("stem", BUILD_EXERCISE_NOTEBOOKS)
@@ -249,9 +266,13 @@ def test_exercises_make_you_build(stem: str) -> None:
     tagged = [c for c in _code_cells(nb) if "exercise" in c.get("metadata", {}).get("tags", [])]
     sources = [_source(c) for c in tagged]
     assert any(re.search(r"check_\w+_impl\(", s) for s in sources), f"{stem}: needs an 'implement it' exercise cell"
-    assert any("check_prediction(" in _source(c) for c in _code_cells(nb)), f"{stem}: needs a 'predict, then run' question"
+    assert any("check_prediction(" in _source(c) for c in _code_cells(nb)), (
+        f"{stem}: needs a 'predict, then run' question"
+    )
     assert any("challenge" in md.lower() for md in _markdown(nb)[-4:]), f"{stem}: needs an open challenge near the end"
-    assert "challenge" in _source(nb["cells"][-1]).lower(), f"{stem}: the challenge's worked solution belongs in the last cell"
+    assert "challenge" in _source(nb["cells"][-1]).lower(), (
+        f"{stem}: the challenge's worked solution belongs in the last cell"
+    )
     for cell in tagged:  # left unattempted, an exercise runs and says so (never an error, never a pass)
         for output in cell.get("outputs", []):
             text = _output_text(output)
@@ -265,4 +286,6 @@ def test_setup_cells_are_current(notebook) -> None:
     stamped = [c for c in nb["cells"] if SETUP_TAG in c.get("metadata", {}).get("tags", [])]
     assert len(stamped) <= 1, f"{name}: {len(stamped)} set-up cells"
     for cell in stamped:
-        assert _source(cell) == setup_cell_source(), f"{name}: outdated set-up cell; run python -m psft_edu.course stamp notebooks"
+        assert _source(cell) == setup_cell_source(), (
+            f"{name}: outdated set-up cell; run python -m psft_edu.course stamp notebooks"
+        )

@@ -80,7 +80,9 @@ def test_console_script_points_at_a_callable(pyproject):
 def test_ci_runs_make_test():
     script = REPO_ROOT / ".ci" / "run"
     assert os.access(script, os.X_OK), ".ci/run must be executable"
-    commands = [line.strip() for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip() for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert "make test" in commands
 
 

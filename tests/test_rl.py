@@ -46,13 +46,16 @@ def small_config(**changes) -> RLConfig:
 
 # ---------------------------------------------------------------- advantages
 
+
 def test_group_advantages_identical_groups_get_zero() -> None:
     rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
     assert torch.equal(group_advantages(rewards, 4), torch.zeros(8))
 
 
 def test_group_advantages_mean_zero_unit_std_per_group() -> None:
-    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0], [0.3, 0.9, 0.1, 0.5, 0.7, 0.2]])
+    rewards = torch.tensor(
+        [[1.0, 0.0, 0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0], [0.3, 0.9, 0.1, 0.5, 0.7, 0.2]]
+    )
     adv = group_advantages(rewards.flatten(), 6).reshape(3, 6)
     torch.testing.assert_close(adv.mean(-1), torch.zeros(3), atol=1e-6, rtol=0)
     torch.testing.assert_close(adv.std(-1, unbiased=False), torch.ones(3), atol=1e-5, rtol=0)
@@ -83,13 +86,22 @@ def test_load_prompts_from_split_and_file(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- the loss is PPO's clipped surrogate
 
+
 def test_loss_is_ppo_clip_loss_with_group_advantages(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     original = objectives.ppo_clip_loss
 
     def spy(logp, old_logp, advantages, mask, clip_low, clip_high, agg):
         loss, stats = original(logp, old_logp, advantages, mask, clip_low, clip_high, agg)
-        calls.append({"adv": advantages.detach().clone(), "mask": mask, "clip": (clip_low, clip_high), "stats": stats, "loss": loss})
+        calls.append(
+            {
+                "adv": advantages.detach().clone(),
+                "mask": mask,
+                "clip": (clip_low, clip_high),
+                "stats": stats,
+                "loss": loss,
+            }
+        )
         return loss, stats
 
     monkeypatch.setattr(objectives, "ppo_clip_loss", spy)
@@ -134,13 +146,15 @@ def test_nan_loss_stops_naming_the_step(monkeypatch: pytest.MonkeyPatch) -> None
 
 # ---------------------------------------------------------------- it learns
 
+
 def sampled_accuracy(model, tok, prompts: list[str]) -> float:
     samples = sample(model, tok, prompts, num_samples=8, temperature=1.0, max_new_tokens=8, seed=5)
     return sum(tasks.verify(p, t) for p, group in zip(prompts, samples.texts) for t in group) / (8 * len(prompts))
 
 
 def test_reward_rises_on_an_easy_task() -> None:
-    """Single-digit additions: 30 GRPO steps lift the training reward (about 0.72 -> 0.94) and held-out accuracy (0.78 -> 0.86)."""
+    """Single-digit additions: 30 GRPO steps lift the training reward (about 0.72 -> 0.94)
+    and held-out accuracy (0.78 -> 0.86)."""
     model, tok = load_model("tiny")
     held_out = add_prompts(64, 99)
     before = sampled_accuracy(model, tok, held_out)
@@ -153,6 +167,7 @@ def test_reward_rises_on_an_easy_task() -> None:
 
 
 # ---------------------------------------------------------------- resuming and interruption
+
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     prompts = add_prompts(32, 0)
@@ -179,7 +194,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
         handle.write(json.dumps({"step": 3, "reward": -1.0}) + "\n")
 
     model, tok = load_model("tiny")
-    history = grpo(model, tok, prompts, cfg, out=tmp_path / "resumed", eval_fn=straight_eval, progress=False, resume=True)
+    history = grpo(
+        model, tok, prompts, cfg, out=tmp_path / "resumed", eval_fn=straight_eval, progress=False, resume=True
+    )
     assert [r["step"] for r in history] == [1, 2, 3, 4]
     for name in ("metrics.jsonl", "evals.jsonl"):
         assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "straight" / name).read_text()
@@ -190,13 +207,30 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "psft_edu", "rl", *args], cwd=REPO, env=ENV, capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "psft_edu", "rl", *args], cwd=REPO, env=ENV, capture_output=True, text=True, **kwargs
+    )
 
 
 def test_cli_writes_metrics_and_a_loadable_model(tmp_path: Path) -> None:
     out = tmp_path / "rl"
-    result = run_cli("--init", "tiny", "--out", str(out), "--steps", "3", "--split", "eval/add", "--prompts-per-step", "4",
-                     "--group-size", "4", "--lr", "1e-4", timeout=120)
+    result = run_cli(
+        "--init",
+        "tiny",
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "--split",
+        "eval/add",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--lr",
+        "1e-4",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3]
@@ -218,12 +252,32 @@ def test_cli_bad_split_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
     out = tmp_path / "rl"
-    command = [sys.executable, "-m", "psft_edu", "rl", "--init", "tiny", "--out", str(out), "--steps", "2000", "--split", "eval/add",
-               "--prompts-per-step", "4", "--group-size", "4", "--save-every", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "psft_edu",
+        "rl",
+        "--init",
+        "tiny",
+        "--out",
+        str(out),
+        "--steps",
+        "2000",
+        "--split",
+        "eval/add",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--save-every",
+        "0",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        while time.monotonic() < deadline and not (
+            (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()
+        ):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
@@ -240,6 +294,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- RL after SFT vs after PSFT
+
 
 def test_fresh_prompts_avoid_every_shipped_split() -> None:
     from psft_edu.data import load_split
@@ -264,8 +319,17 @@ def test_rl_after_finetuning_runs_each_init_with_the_same_settings(tmp_path: Pat
     with pytest.raises(ValueError, match="evaluation prompts"):
         rl_after_finetuning({"a": "tiny"}, per_family["add"] + add_prompts(8, 0), cfg, per_family, 2)
     # Two runs from the same checkpoint with one seed must agree exactly: only the start differs between runs.
-    result = rl_after_finetuning({"sft": "tiny", "psft": "tiny"}, fresh_prompts(32), cfg, per_family, 2, out=tmp_path,
-                                 show_prompts=show, show_samples=3, command="python -m psft_edu rl-compare ...")
+    result = rl_after_finetuning(
+        {"sft": "tiny", "psft": "tiny"},
+        fresh_prompts(32),
+        cfg,
+        per_family,
+        2,
+        out=tmp_path,
+        show_prompts=show,
+        show_samples=3,
+        command="python -m psft_edu rl-compare ...",
+    )
     assert result["preset"] == "tiny" and result["command"].startswith("python -m psft_edu rl-compare")
     assert set(result["runs"]) == {"sft", "psft"}
     sft, psft = result["runs"]["sft"], result["runs"]["psft"]
@@ -292,10 +356,36 @@ def test_rl_compare_cli(tmp_path: Path) -> None:
     model, tok = load_model("tiny")
     model.save_pretrained(tmp_path / "psft_model")
     tok.save_pretrained(tmp_path / "psft_model")
-    command = [sys.executable, "-m", "psft_edu", "rl-compare", "--sft", "tiny", "--psft", str(tmp_path / "psft_model"),
-               "--out", str(tmp_path / "out"), "--steps", "2", "--prompts-per-step", "4", "--group-size", "4", "--eval-every", "0",
-               "--eval-prompts", "3", "--eval-samples", "2", "--num-prompts", "16", "--show-prompts", "1",
-               "--json", str(tmp_path / "r.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "psft_edu",
+        "rl-compare",
+        "--sft",
+        "tiny",
+        "--psft",
+        str(tmp_path / "psft_model"),
+        "--out",
+        str(tmp_path / "out"),
+        "--steps",
+        "2",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--eval-every",
+        "0",
+        "--eval-prompts",
+        "3",
+        "--eval-samples",
+        "2",
+        "--num-prompts",
+        "16",
+        "--show-prompts",
+        "1",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     saved = json.loads((tmp_path / "r.json").read_text())
@@ -322,8 +412,23 @@ def test_recorded_command_parses_back_to_the_same_arguments() -> None:
     from psft_edu.__main__ import build_parser
     from psft_edu.rl import _command_line, aggregate_table, condition_of
 
-    argv = ["rl-compare", "--sft", "a/model", "--psft", "b/model", "--tag", "lr1e-03_seed0", "--init", "sft_lr1e-03_seed1=c",
-            "--init", "base=small", "--out", "o", "--steps", "5"]
+    argv = [
+        "rl-compare",
+        "--sft",
+        "a/model",
+        "--psft",
+        "b/model",
+        "--tag",
+        "lr1e-03_seed0",
+        "--init",
+        "sft_lr1e-03_seed1=c",
+        "--init",
+        "base=small",
+        "--out",
+        "o",
+        "--steps",
+        "5",
+    ]
     command = _command_line(build_parser().parse_args(argv))
     again = vars(build_parser().parse_args(shlex.split(command)[3:]))
     first = vars(build_parser().parse_args(argv))
@@ -332,8 +437,13 @@ def test_recorded_command_parses_back_to_the_same_arguments() -> None:
     # Seeds of one condition are averaged in the summary table.
     assert condition_of("sft_lr1e-03_seed1") == "sft_lr1e-03" and condition_of("base") == "base"
     row = {"reward_first": 0.1, "reward_last": 0.3, "pass@8_first": 0.5, "pass@8_last": 0.6}
-    result = {"runs": {"sft_x_seed0": {}, "sft_x_seed1": {}, "base": {}},
-              "table": {"sft_x_seed0": row, "sft_x_seed1": {**row, "reward_last": 0.5}, "base": row}}
+    result = {
+        "runs": {"sft_x_seed0": {}, "sft_x_seed1": {}, "base": {}},
+        "table": {"sft_x_seed0": row, "sft_x_seed1": {**row, "reward_last": 0.5}, "base": row},
+    }
     table = aggregate_table(result)
     assert table["sft_x"]["seeds"] == 2 and table["sft_x"]["reward_last"]["mean"] == pytest.approx(0.4)
-    assert table["sft_x"]["reward_last"]["std"] == pytest.approx(0.1414, abs=1e-4) and table["base"]["reward_last"]["std"] == 0.0
+    assert (
+        table["sft_x"]["reward_last"]["std"] == pytest.approx(0.1414, abs=1e-4)
+        and table["base"]["reward_last"]["std"] == 0.0
+    )

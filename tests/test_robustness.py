@@ -29,7 +29,19 @@ from psft_edu.train import Interrupted, TrainConfig, Trainer, TrainingError
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = load_split("sft_train")[:64]
 # A short run: 2 optimiser steps of K = 2 mini-batches, no evaluation.
-QUICK = ["--preset", "tiny", "--max-steps", "2", "--global-batch", "16", "--mini-batch", "8", "--no-eval", "--save-every", "0"]
+QUICK = [
+    "--preset",
+    "tiny",
+    "--max-steps",
+    "2",
+    "--global-batch",
+    "16",
+    "--mini-batch",
+    "8",
+    "--no-eval",
+    "--save-every",
+    "0",
+]
 
 
 def train_cli(out: Path, *extra: str) -> int:
@@ -55,6 +67,7 @@ class Crafted:
 
 # ---------------------------------------------------------------- 1. checkpoints never run code
 
+
 @pytest.mark.parametrize("command", ["train", "rl"])
 def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsys):
     out, marker = tmp_path / "run", tmp_path / "marker"
@@ -63,8 +76,24 @@ def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsy
     if command == "train":
         code = train_cli(out, "--resume")
     else:
-        code = cli.main(["rl", "--init", "tiny", "--out", str(out), "--resume", "--steps", "2", "--split", "eval/add",
-                         "--prompts-per-step", "2", "--group-size", "2"])
+        code = cli.main(
+            [
+                "rl",
+                "--init",
+                "tiny",
+                "--out",
+                str(out),
+                "--resume",
+                "--steps",
+                "2",
+                "--split",
+                "eval/add",
+                "--prompts-per-step",
+                "2",
+                "--group-size",
+                "2",
+            ]
+        )
     line = one_error_line(capsys)
     assert code == 2
     assert not marker.exists()
@@ -72,6 +101,7 @@ def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsy
 
 
 # ---------------------------------------------------------------- 2. --resume checks the settings
+
 
 def test_resume_refuses_other_settings_and_allows_more_steps(tmp_path, capsys):
     out = tmp_path / "run"
@@ -112,6 +142,7 @@ def test_resume_without_checkpoint_stops(tmp_path, capsys):
 
 # ---------------------------------------------------------------- 3. no silent overwrite
 
+
 def test_existing_run_is_kept_unless_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_cli(out) == 0
@@ -137,8 +168,20 @@ def test_rl_prompts_outside_the_tokenizer_are_refused(tmp_path, capsys):
 
 def test_rl_run_is_guarded_the_same_way(tmp_path, capsys):
     out = tmp_path / "rl"
-    flags = ["--init", "tiny", "--out", str(out), "--split", "eval/add", "--prompts-per-step", "2", "--group-size", "2",
-             "--save-every", "0"]
+    flags = [
+        "--init",
+        "tiny",
+        "--out",
+        str(out),
+        "--split",
+        "eval/add",
+        "--prompts-per-step",
+        "2",
+        "--group-size",
+        "2",
+        "--save-every",
+        "0",
+    ]
     assert cli.main(["rl", *flags, "--steps", "2"]) == 0
     capsys.readouterr()
     assert cli.main(["rl", *flags, "--steps", "2"]) == 2
@@ -149,6 +192,7 @@ def test_rl_run_is_guarded_the_same_way(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- 4. tokenizer coverage
+
 
 def test_characters_outside_the_tokenizer_are_refused_with_file_and_line(tmp_path, capsys):
     data = tmp_path / "mixed.jsonl"
@@ -173,6 +217,7 @@ def test_a_tokenizer_that_covers_the_text_is_unaffected(tokenizer):
 
 # ---------------------------------------------------------------- 5. sizes checked before training
 
+
 def test_size_mismatches_are_one_line_before_training(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_cli(out, "--max-length", "65") == 2  # tiny has 64 positions
@@ -187,6 +232,7 @@ def test_size_mismatches_are_one_line_before_training(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- 6. failed writes, torn logs, corrupt files
+
 
 def test_failed_checkpoint_write_cleans_up_and_keeps_the_previous_one(tmp_path, monkeypatch):
     real_save = torch.save
@@ -239,12 +285,17 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------- 7. SIGTERM
 
+
 def test_sigterm_saves_exits_143_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     flags = ["--preset", "tiny", "--global-batch", "16", "--mini-batch", "8", "--save-every", "1000", "--no-eval"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "psft_edu", "train", "--out", str(out), "--max-steps", "100000", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TQDM_DISABLE": "1"},
     )
     try:
         deadline = time.time() + 120
@@ -326,6 +377,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- 9. own data sets, small and large
+
 
 def test_small_data_set_trains_with_the_default_batch(tmp_path, capsys):
     data = tmp_path / "small.jsonl"

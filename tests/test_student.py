@@ -83,7 +83,13 @@ def test_student_edition_runs_under_nbval(student: Path) -> None:
         original, copy = nbformat.read(path, as_version=4), nbformat.read(student / path.name, as_version=4)
         if _code(copy) != _code(original) and path.name not in run:
             run.append(path.name)
-    env = {**os.environ, "PSFT_EDU_PRESET": "tiny", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTEST_ADDOPTS": ""}
+    env = {
+        **os.environ,
+        "PSFT_EDU_PRESET": "tiny",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTEST_ADDOPTS": "",
+    }
     command = [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:randomly", "-p", "no:cacheprovider",
                "--rootdir", str(student), *run]
     done = subprocess.run(command, cwd=student, env=env, capture_output=True, text=True, timeout=900)

@@ -34,7 +34,13 @@ def test_clip_specs() -> None:
 
 def test_refresh_specs() -> None:
     specs = sweep_specs("refresh", TINY, lr=1e-4)
-    assert [s.name for s in specs] == ["psft_refresh_1", "psft_refresh_4", "psft_refresh_8", "psft_refresh_16", "psft_never_refreshed"]
+    assert [s.name for s in specs] == [
+        "psft_refresh_1",
+        "psft_refresh_4",
+        "psft_refresh_8",
+        "psft_refresh_16",
+        "psft_never_refreshed",
+    ]
     # Refreshing every K steps: a global batch of K mini-batches.
     assert [s.global_batch for s in specs[:4]] == [k * TINY.mini_batch for k in (1, 4, 8, 16)]
     assert [s.never_refresh for s in specs] == [False] * 4 + [True]
@@ -43,7 +49,9 @@ def test_refresh_specs() -> None:
 
 def test_lr_specs() -> None:
     specs = sweep_specs("lr", TINY, lr=123.0)  # the lr sweep ignores the sweep rate
-    assert [s.name for s in specs] == [f"{o}_lr_{r}" for o in ("sft", "psft") for r in ("3e-05", "1e-04", "3e-04", "1e-03")]
+    assert [s.name for s in specs] == [
+        f"{o}_lr_{r}" for o in ("sft", "psft") for r in ("3e-05", "1e-04", "3e-04", "1e-03")
+    ]
     assert sorted({s.lr for s in specs}) == pytest.approx([3e-5, 1e-4, 3e-4, 1e-3])
 
 
@@ -91,7 +99,15 @@ def test_tiny_clip_sweep_end_to_end(tmp_path, one_thread) -> None:
 
 
 def test_tiny_refresh_sweep_k1_never_clips(tmp_path, one_thread) -> None:
-    summary = sweep("refresh", "tiny", (0,), tmp_path, progress=False, settings=QUICK, only=("psft_refresh_1", "psft_never_refreshed"))
+    summary = sweep(
+        "refresh",
+        "tiny",
+        (0,),
+        tmp_path,
+        progress=False,
+        settings=QUICK,
+        only=("psft_refresh_1", "psft_never_refreshed"),
+    )
     assert list(summary["runs"]) == ["psft_refresh_1", "psft_never_refreshed"]
     k1, never = summary["runs"]["psft_refresh_1"], summary["runs"]["psft_never_refreshed"]
     assert k1["refresh_every"] == 1 and not k1["never_refresh"]

@@ -129,7 +129,9 @@ def test_every_answer_verifies_and_the_answer_set_is_complete(family):
             assert tasks.verify(ex.prompt, answer), (ex.prompt, answer)
 
 
-@pytest.mark.parametrize("family,kwargs", [("make_sum", {}), ("make_sum", {"count": 7, "max_value": 29}), ("make_sum", {"min_pairs": 2})])
+@pytest.mark.parametrize(
+    "family,kwargs", [("make_sum", {}), ("make_sum", {"count": 7, "max_value": 29}), ("make_sum", {"min_pairs": 2})]
+)
 def test_make_sum_verifier_accepts_exactly_the_answer_set(family, kwargs):
     for ex in examples(family, seed=3, n=40, **kwargs):
         target = int(ex.prompt.split()[1])
@@ -334,7 +336,12 @@ def test_shipped_data_is_correct_and_held_out():
 def test_data_check_command_passes():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "psft_edu", "data", "--check"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "psft_edu", "data", "--check"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "data/ matches the generator" in result.stdout
@@ -436,7 +443,16 @@ GOOD = json.dumps({"prompt": "add 1 2:", "completion": " 3"})
         ([GOOD, GOOD, "[1, 2]"], 3, r"expected a JSON object, got list"),
         (['"just a string"'], 1, r"expected a JSON object, got str"),
     ],
-    ids=["broken-json", "missing-prompt", "missing-completion", "non-string", "null", "empty-completion", "list", "string"],
+    ids=[
+        "broken-json",
+        "missing-prompt",
+        "missing-completion",
+        "non-string",
+        "null",
+        "empty-completion",
+        "list",
+        "string",
+    ],
 )
 def test_read_jsonl_names_file_and_line(tmp_path, lines, line_no, problem):
     path = tmp_path / "bad.jsonl"
@@ -477,7 +493,10 @@ def test_read_jsonl_good_file(tmp_path):
         {"prompt": "", "completion": " caf\u00e9"},
     ]
     path.write_bytes(("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n\n").encode())
-    assert data.read_jsonl(path) == [{"prompt": "add 1 2:", "completion": " 3"}, {"prompt": "", "completion": " caf\u00e9"}]
+    assert data.read_jsonl(path) == [
+        {"prompt": "add 1 2:", "completion": " 3"},
+        {"prompt": "", "completion": " caf\u00e9"},
+    ]
 
 
 # ---------------------------------------------------------------- records -> tensors

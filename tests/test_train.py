@@ -140,7 +140,11 @@ BAD_INPUTS = {
     "missing_prompt": (b'{"completion": " b"}\n', 1, "missing field 'prompt'"),
     "missing_completion": (b'{"prompt": "a", "completion": " b"}\n{"prompt": "a"}\n', 2, "missing field 'completion'"),
     "empty_completion": (b'{"prompt": "a", "completion": ""}\n', 1, "empty completion"),
-    "not_utf8": (b'{"prompt": "a", "completion": " b"}\n{"prompt": "\xff\xfe", "completion": " b"}\n', 2, "not valid UTF-8"),
+    "not_utf8": (
+        b'{"prompt": "a", "completion": " b"}\n{"prompt": "\xff\xfe", "completion": " b"}\n',
+        2,
+        "not valid UTF-8",
+    ),
     "empty_file": (b"", None, "empty file"),
 }
 
@@ -164,8 +168,22 @@ def test_bad_input_cli_exit_code_and_no_traceback(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"prompt": "a", "completion": " b"}\nnot json\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "psft_edu", "train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "psft_edu",
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and f"{data}:2: broken JSON" in proc.stderr
@@ -187,8 +205,25 @@ def test_cli_trains_own_model_on_own_data_and_saves_loadable_model(tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:64]))
     out = tmp_path / "run"
-    code = cli.main(["train", "--model", str(folder), "--data", str(data), "--out", str(out), "--objective", "sft",
-                     "--max-steps", "4", "--global-batch", "16", "--mini-batch", "8"])
+    code = cli.main(
+        [
+            "train",
+            "--model",
+            str(folder),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--objective",
+            "sft",
+            "--max-steps",
+            "4",
+            "--global-batch",
+            "16",
+            "--mini-batch",
+            "8",
+        ]
+    )
     assert code == 0
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]
@@ -200,9 +235,30 @@ def test_sigint_saves_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "TQDM_DISABLE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "psft_edu", "train", "--preset", "tiny", "--out", str(out), "--max-steps", "100000",
-         "--global-batch", "16", "--mini-batch", "8", "--save-every", "3", "--no-eval"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        [
+            sys.executable,
+            "-m",
+            "psft_edu",
+            "train",
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+            "--max-steps",
+            "100000",
+            "--global-batch",
+            "16",
+            "--mini-batch",
+            "8",
+            "--save-every",
+            "3",
+            "--no-eval",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
     )
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
@@ -226,5 +282,7 @@ def test_metrics_file_grows_after_every_global_batch(tmp_path):
         return {}
 
     model, tok = load_model("tiny")
-    Trainer(model, tok, RECORDS, small_cfg(max_steps=12, eval_every=4), out=tmp_path, eval_fn=count_lines, progress=False).train()
+    Trainer(
+        model, tok, RECORDS, small_cfg(max_steps=12, eval_every=4), out=tmp_path, eval_fn=count_lines, progress=False
+    ).train()
     assert seen == [(0, 0), (4, 4), (8, 8), (12, 12)]

@@ -55,8 +55,13 @@ def fresh_venv(path: Path) -> Path:
 
 
 def build_wheel(src: Path, out: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
-                   check=True, cwd=src, env=clean_env(), timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True,
+        cwd=src,
+        env=clean_env(),
+        timeout=300,
+    )
     (wheel,) = out.glob("psft_edu-*.whl")
     return wheel
 
@@ -74,7 +79,9 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     python = fresh_venv(base / "venv")
     probe = [str(python), "-c", "import importlib.util; print(importlib.util.find_spec('psft_edu'))"]
     assert subprocess.run(probe, capture_output=True, text=True, env=clean_env(), cwd=base).stdout.strip() == "None"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, env=clean_env(), timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, env=clean_env(), timeout=300
+    )
     return wheel, python
 
 
@@ -83,9 +90,17 @@ def test_wheel_carries_the_course_data(installed) -> None:
     assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"{wheel.name}: {wheel.stat().st_size} bytes"
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = "psft_edu/_course/data/"
-    expected = [f"{shipped}tokenizer/tokenizer.json", f"{shipped}sft_train.jsonl", f"{shipped}sft_val.jsonl", f"{shipped}pretrain.jsonl",
-                f"{shipped}rl_hard.jsonl", "psft_edu/_course/notebooks/results/compare_small.json"]
-    expected += [f"{shipped}checkpoints/{p}/{f}" for p in ("tiny", "small") for f in ("config.json", "model.safetensors")]
+    expected = [
+        f"{shipped}tokenizer/tokenizer.json",
+        f"{shipped}sft_train.jsonl",
+        f"{shipped}sft_val.jsonl",
+        f"{shipped}pretrain.jsonl",
+        f"{shipped}rl_hard.jsonl",
+        "psft_edu/_course/notebooks/results/compare_small.json",
+    ]
+    expected += [
+        f"{shipped}checkpoints/{p}/{f}" for p in ("tiny", "small") for f in ("config.json", "model.safetensors")
+    ]
     expected += [f"{shipped}eval/{p.name}" for p in (REPO / "data" / "eval").glob("*.jsonl")]
     missing = [n for n in expected if n not in names]
     assert not missing, missing
@@ -98,7 +113,11 @@ def test_paths_after_a_non_editable_install(installed, tmp_path) -> None:
             "'read_only': p.data_is_read_only(), 'pretrain_to': str(p.user_checkpoint_dir('tiny')), "
             "'tiny': str(p.base_checkpoint_dir('tiny'))}))")
     env = clean_env(PSFT_EDU_CACHE=str(tmp_path / "cache"))
-    got = json.loads(subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tmp_path).stdout)
+    got = json.loads(
+        subprocess.run(
+            [str(python), "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tmp_path
+        ).stdout
+    )
     package = Path(got["file"]).parent
     assert not package.is_relative_to(REPO)
     assert Path(got["data"]) == package / "_course" / "data" and got["read_only"]
@@ -106,7 +125,11 @@ def test_paths_after_a_non_editable_install(installed, tmp_path) -> None:
     assert Path(got["pretrain_to"]) == tmp_path / "cache" / "checkpoints" / "tiny"  # not into site-packages
     # The user's data folder still wins over the shipped copy, and is then where pretraining writes.
     env = clean_env(PSFT_EDU_DATA=str(tmp_path / "mydata"))
-    got = json.loads(subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tmp_path).stdout)
+    got = json.loads(
+        subprocess.run(
+            [str(python), "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tmp_path
+        ).stdout
+    )
     assert Path(got["data"]) == tmp_path / "mydata" and not got["read_only"]
     assert Path(got["pretrain_to"]) == tmp_path / "mydata" / "checkpoints" / "tiny"
 
@@ -127,7 +150,9 @@ def test_train_and_eval_from_any_directory(installed, tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split()[0] for line in done.stdout.splitlines() if "=" in line}
     assert {"add", "make_sum", "summary"} <= rows, done.stdout
-    refused = subprocess.run([str(python), "-m", "psft_edu", "data"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    refused = subprocess.run(
+        [str(python), "-m", "psft_edu", "data"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert refused.returncode == 2 and "PSFT_EDU_DATA" in refused.stderr, refused.stderr[-2000:]
     assert site_files(python) == before, "the course wrote into the installed package"
 
@@ -154,7 +179,9 @@ def test_a_users_own_base_model_wins_over_the_shipped_one(tmp_path, monkeypatch)
     monkeypatch.setenv("PSFT_EDU_CACHE", str(tmp_path / "cache"))
     assert paths.data_is_read_only()
     assert paths.base_checkpoint_dir("tiny") == shipped / "checkpoints" / "tiny"
-    assert paths.base_checkpoint_dir("gpt2") == tmp_path / "cache" / "checkpoints" / "gpt2"  # where pretrain would put it
+    assert (
+        paths.base_checkpoint_dir("gpt2") == tmp_path / "cache" / "checkpoints" / "gpt2"
+    )  # where pretrain would put it
     own = tmp_path / "cache" / "checkpoints" / "tiny"
     own.mkdir(parents=True)
     (own / "config.json").write_text("{}")
