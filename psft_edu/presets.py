@@ -101,12 +101,12 @@ PRESETS: dict[str, Preset] = {
             name="small", n_layer=4, n_head=4, n_embd=128, n_positions=64, vocab_size=None,
             pretrain_steps=4000, pretrain_batch=64, pretrain_lr=2e-3, eval_prompts=64, eval_samples=8,
             compare=CompareSettings(
-                max_steps=128, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=32,
+                max_steps=160, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=80,
                 eval_prompts=24, eval_samples=8,
             ),
             long=CompareSettings(
-                max_steps=144, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=24,
-                eval_prompts=24, eval_samples=8, seeds=(0, 1, 2), train_records=256,
+                max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=48,
+                eval_prompts=24, eval_samples=8, seeds=(0, 1, 2), train_records=128,
             ),
             bench=_CPU_BENCH,
         ),
