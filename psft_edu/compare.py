@@ -18,6 +18,7 @@ and PNG figures into the output folder.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -278,6 +279,7 @@ def run_view(
     started = time.time()
     results, base = run_grid(specs, settings, preset, tag, out, progress)
     view = summarise(preset, settings, results, specs, base)
+    view["settings"]["dataset_size"] = len(load_split("sft_train")[: settings.train_records or None])
     view["paired"] = paired_differences(view)
     view["seconds"] = round(time.time() - started, 1)
     return view
@@ -333,6 +335,43 @@ def compare(
 
         report_lm_retention(summary, model, base, out)  # perplexity on English, added to summary.json and report.md
     return summary
+
+
+# ---------------------------------------------------------------- committed caches
+
+CACHE_CURVES = ("entropy", "clip_fraction", "grad_norm")  # per-step curves kept by :func:`slim`
+
+
+def slim(summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6) -> dict:
+    """A smaller copy of a summary for committing: only the per-step curves named in ``keep``.
+
+    Evaluation curves (``eval_*``), finals, per-family finals, paired differences and samples
+    stay (in the prolonged view ``long`` too); every float is rounded to ``digits`` significant
+    digits (the notebooks print 3 or 4).
+    """
+
+    def rounded(x):
+        if isinstance(x, float):
+            return float(f"{x:.{digits}g}")
+        if isinstance(x, dict):
+            return {k: rounded(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [rounded(v) for v in x]
+        return x
+
+    out = copy.deepcopy(summary)
+    for view in (out, out.get("long", {})):
+        for run in view.get("runs", {}).values():
+            run["curves"] = {k: c for k, c in run["curves"].items() if k.startswith("eval_") or k in keep}
+    return rounded(out)
+
+
+def write_cache(summary: dict, path: str | Path) -> Path:
+    """:func:`slim` a comparison's summary and write it (compact JSON) to ``path``, e.g. the
+    committed ``notebooks/results/compare_small.json`` that notebook 06 reads."""
+    path = Path(path)
+    atomic_write_bytes(path, (json.dumps(slim(summary, digits=5), separators=(",", ":")) + "\n").encode())
+    return path
 
 
 # ---------------------------------------------------------------- the report

@@ -232,3 +232,13 @@ def test_exact_kl_checker(capsys) -> None:
     assert check_exact_kl_impl(right) is True
     assert check_exact_kl_impl(swapped) is False
     assert "swapped" in capsys.readouterr().out
+
+
+def test_a_template_that_still_returns_none_is_not_attempted(capsys) -> None:
+    from psft_edu.exercises_late import check_exact_kl_impl
+
+    def template(logits, ref_logits):
+        return None
+
+    assert check_exact_kl_impl(template) is None
+    assert "Not attempted" in capsys.readouterr().out
