@@ -92,7 +92,9 @@ def run_pretrain(tmp: Path, monkeypatch) -> dict:
     from psft_edu import pretrain
 
     full = pretrain.base_evaluation
-    monkeypatch.setattr(pretrain, "base_evaluation", lambda model, tokenizer, prompts=None: full(model, tokenizer, prompts=PROMPTS))
+    monkeypatch.setattr(
+        pretrain, "base_evaluation", lambda model, tokenizer, prompts=None: full(model, tokenizer, prompts=PROMPTS)
+    )
     out = pretrain.pretrain("tiny", out=tmp / "base", steps=3, device="cpu")
     lines = (out.with_name(out.name + ".run") / "metrics.jsonl").read_text().splitlines()
     manifest = json.loads((out / pretrain.MANIFEST).read_text())
