@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # for annotations only: torch, transformers and ipywidgets ar
 def token_explorer(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    prompt: str = "make 14 from 3 5 9 11 2:",
+    prompt: str = "make 12 from 3 9 5:",
     k: int = 5,
     seed: int = 0,
 ) -> ipywidgets.VBox:

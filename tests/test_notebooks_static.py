@@ -246,13 +246,16 @@ def test_claim_scan_catches_a_false_claim_and_a_print_without_assert() -> None:
 
 
 # Notebooks whose exercises include building: an "implement it" checker, a "predict, then run" question and an open
-# challenge. Add 06-08 here once their exercises follow the same pattern.
+# challenge.
 BUILD_EXERCISE_NOTEBOOKS = [
     "01_lm_as_mdp",
     "02_sft_loss",
     "03_sft_is_policy_gradient",
     "04_ppo_clip",
     "05_proximal_sft",
+    "06_entropy_collapse",
+    "07_rl_after_sft",
+    "08_neighbours_and_ablations",
     "09_psft_in_trl",
 ]
 
