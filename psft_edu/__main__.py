@@ -208,6 +208,7 @@ def cmd_compare(args) -> int:
     from .compare import compare
 
     _positive("--max-steps", args.max_steps)
+    _positive("--threads", args.threads)
     _check_out_folder(args.out)
 
     out = Path(args.out)

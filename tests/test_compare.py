@@ -160,3 +160,26 @@ def test_one_protocol_for_every_point_of_a_curve(quick_summary) -> None:
     # The base model's KL to itself is exactly zero; fine-tuning at 1e-3 moves it.
     assert summary["base"]["final"]["kl_ood"]["mean"] == 0.0
     assert run["final"]["kl_in_domain"]["mean"] > 0.0
+
+
+def test_compare_cli_refuses_bad_threads_and_steps(tmp_path, capsys) -> None:
+    from psft_edu.__main__ import main
+
+    for flags in (["--threads", "0"], ["--max-steps", "0"]):
+        assert main(["compare", "--preset", "tiny", "--out", str(tmp_path / "x"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert flags[0] in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_slim_cache_keeps_both_views_and_rounds(quick_summary, tmp_path) -> None:
+    summary, _ = quick_summary
+    path = compare.write_cache(summary, tmp_path / "cache.json")
+    cached = json.loads(path.read_text())
+    assert set(cached) == set(json.loads(json.dumps(summary)))
+    for view, full in ((cached, summary), (cached["long"], summary["long"])):
+        for name, run in view["runs"].items():
+            assert set(run["curves"]) <= set(full["runs"][name]["curves"])
+            assert "loss" not in run["curves"] and "entropy" in run["curves"]
+            got, want = run["final"]["ood_accuracy"]["mean"], full["runs"][name]["final"]["ood_accuracy"]["mean"]
+            assert got == pytest.approx(want, rel=1e-4)
