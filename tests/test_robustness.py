@@ -391,7 +391,8 @@ def test_small_data_set_trains_with_the_default_batch(tmp_path, capsys):
 
 def test_large_jsonl_shows_progress_and_stays_compact(tmp_path, monkeypatch):
     path = tmp_path / "large.jsonl"
-    path.write_bytes(jsonl_bytes(load_split("sft_train") * 4))
+    shipped = load_split("sft_train")
+    path.write_bytes(jsonl_bytes(shipped * 4))
     size = path.stat().st_size
     seen = []
 
@@ -417,7 +418,7 @@ def test_large_jsonl_shows_progress_and_stays_compact(tmp_path, monkeypatch):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(records) == 4 * len(load_split("sft_train"))
+    assert len(records) == 4 * len(shipped)
     assert len(seen) == 1 and seen[0].total == size and seen[0].n == size and not seen[0].disable
     assert peak < 6 * size, peak / size
     with pytest.raises(DataError):  # still validated line by line
