@@ -37,9 +37,6 @@ import copy
 import json
 import math
 import re
-import signal
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,20 +50,25 @@ from . import tasks
 from .data import Batch, DataError, atomic_write_bytes, collate, load_split, read_jsonl, uncovered_characters
 from .evaluate import Samples, sample
 from .objectives import group_advantages  # its home is objectives; still importable from here
-from .train import (
-    Interrupted,
+from .runs import (
     RunError,
+    StopSignals,
     TrainingError,
+    append_records,
+    autocast,
     check_model_fits,
     check_run_folder,
+    checkpoint_note,
     config_differences,
-    git_commit,
     load_model_for_run,
     read_checkpoint,
     read_log_until,
-    remove_stale_temporaries,
+    restore_rng,
+    rng_state,
     save_model_atomic,
+    start_run_folder,
     write_checkpoint,
+    write_run_header,
 )
 
 # Settings that may differ between a GRPO run and its ``--resume`` (length and cadence);
@@ -177,8 +179,13 @@ def sample_metrics(prompts: list[str], samples: Samples, rewards: torch.Tensor) 
 
 @torch.no_grad()
 def _frozen_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    return obj.token_logprobs(logits, batch.targets)
+    return obj.token_logprobs(_logits(model, batch), batch.targets)
+
+
+def _logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """The model's logits on ``batch``, in bf16 autocast on CUDA (:func:`psft_edu.runs.autocast`)."""
+    with autocast(batch.input_ids.device):
+        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
 
 
 def update_policy(
@@ -204,9 +211,7 @@ def update_policy(
     totals: dict[str, float] = {}
     for rows in torch.arange(len(batch)).tensor_split(cfg.updates_per_step):
         mini = batch[rows]
-        logp = obj.token_logprobs(
-            model(input_ids=mini.input_ids, attention_mask=mini.attention_mask).logits, mini.targets
-        )
+        logp = obj.token_logprobs(_logits(model, mini), mini.targets)
         # The same clipped surrogate as PSFT; only the advantages differ.
         loss, stats = obj.ppo_clip_loss(
             logp, old_logp[rows], token_adv[rows], mini.mask, cfg.clip_low, cfg.clip_high, cfg.agg
@@ -242,8 +247,7 @@ def _save_checkpoint(out: Path, model, optimizer, reference, step: int, cfg: RLC
         "optimizer": optimizer.state_dict(),
         "reference": reference.state_dict() if reference is not None else None,
         "step": step,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **rng_state(),
         "config": asdict(cfg),
     }
     write_checkpoint(state, out / "checkpoint.pt")
@@ -263,9 +267,7 @@ def _load_checkpoint(path: Path, model, optimizer, reference, cfg: RLConfig | No
     optimizer.load_state_dict(state["optimizer"])
     if reference is not None and state.get("reference") is not None:
         reference.load_state_dict(state["reference"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    restore_rng(state)
     return state["step"]
 
 
@@ -276,9 +278,7 @@ def _read_log(path: Path, up_to_step: int) -> list[dict]:
 
 
 def _append(path: Path | None, record: dict) -> None:
-    if path is not None:
-        with open(path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+    append_records(path, [record])
 
 
 # ---------------------------------------------------------------- the loop
@@ -321,17 +321,10 @@ def grpo(
     metrics_path = out / "metrics.jsonl" if out is not None else None
     evals_path = out / "evals.jsonl" if out is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        if resume and (out / "checkpoint.pt").exists():
+        if start_run_folder(out, resume):
             step = _load_checkpoint(out / "checkpoint.pt", model, optimizer, reference, cfg)
             history, evals = _read_log(metrics_path, step), _read_log(evals_path, step)
-        else:
-            metrics_path.unlink(missing_ok=True)
-            evals_path.unlink(missing_ok=True)
-            (out / "checkpoint.pt").unlink(missing_ok=True)
-        config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
-        atomic_write_bytes(out / "config.json", json.dumps(config, indent=2).encode())
+        write_run_header(out, cfg)
 
     def evaluate() -> None:
         if eval_fn is None or (evals and evals[-1]["step"] == step):
@@ -347,86 +340,56 @@ def grpo(
         if out is not None:
             _save_checkpoint(out, model, optimizer, reference, step, cfg)
 
-    interrupted = threading.Event()
-    received: list[int] = []  # the signal that stopped the run: Ctrl-C (SIGINT) or SIGTERM
-
-    def on_signal(signum, frame) -> None:  # noqa: ARG001
-        received.append(signum)
-        interrupted.set()
-
-    stop_signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.getsignal(signum) for signum in stop_signals}
-    own_handler = threading.current_thread() is threading.main_thread() and previous[signal.SIGINT] is not None
-    if own_handler:
-        for signum in stop_signals:
-            signal.signal(signum, on_signal)
-    device = next(model.parameters()).device
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", disable=not progress, leave=False)
     try:
-        if step == 0 and cfg.eval_every:
-            evaluate()
-        while step < cfg.steps:
-            batch_prompts = prompts_for_step(prompts, step, cfg)
-            # Seeded by the step alone, so a resumed run draws the same samples.
-            samples = sample(
-                model,
-                tokenizer,
-                batch_prompts,
-                cfg.group_size,
-                cfg.temperature,
-                cfg.max_new_tokens,
-                seed=cfg.seed * 1000003 + step,
-            )
-            rewards = torch.tensor(
-                [float(tasks.verify(p, t)) for p, group in zip(batch_prompts, samples.texts) for t in group]
-            )
-            advantages = group_advantages(rewards, cfg.group_size)
-            batch = rollout_batch(tokenizer, batch_prompts, samples).to(device)
-            try:
-                stats = update_policy(model, optimizer, batch, advantages.to(device), cfg, reference)
-            except TrainingError as err:
-                saved = out is not None and (out / "checkpoint.pt").exists()
-                where = (
-                    f"the last good checkpoint is {out / 'checkpoint.pt'}"
-                    if saved
-                    else "stopping; no checkpoint was saved"
-                )
-                raise TrainingError(f"step {step + 1}: {err}; {where}") from None
-            step += 1
-            record = {
-                "step": step,
-                **sample_metrics(batch_prompts, samples, rewards),
-                **stats,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-            history.append(record)
-            _append(metrics_path, record)
-            bar.update(1)
-            bar.set_postfix(reward=f"{record['reward']:.3f}", entropy=f"{record['entropy']:.3f}")
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+        with StopSignals() as stop:
+            if step == 0 and cfg.eval_every:
                 evaluate()
-            if cfg.save_every and step % cfg.save_every == 0:
-                save()
-            if interrupted.is_set():
-                save()
-                where = (
-                    f"checkpoint saved to {out / 'checkpoint.pt'}, continue with --resume"
-                    if out is not None
-                    else "nothing saved"
-                )
-                signum = received[0] if received else signal.SIGINT
-                what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-                raise Interrupted(f"{what} at step {step}; {where}", signum)
-        evaluate()
-        save()
-        if out is not None:
-            save_model_atomic(model, tokenizer, out / "model")
+            while step < cfg.steps:
+                record = _grpo_step(model, tokenizer, optimizer, reference, prompts, step, cfg, out)
+                step += 1
+                history.append(record)
+                _append(metrics_path, record)
+                bar.update(1)
+                bar.set_postfix(reward=f"{record['reward']:.3f}", entropy=f"{record['entropy']:.3f}")
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                    evaluate()
+                if cfg.save_every and step % cfg.save_every == 0:
+                    save()
+                if stop.requested:
+                    save()
+                    raise stop.interrupted(step, out)
+            evaluate()
+            save()
+            if out is not None:
+                save_model_atomic(model, tokenizer, out / "model")
     finally:
         bar.close()
-        if own_handler:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
     return history
+
+
+def _grpo_step(model, tokenizer, optimizer, reference, prompts: list[str], step: int, cfg: RLConfig, out) -> dict:
+    """Step ``step`` (0-based) of :func:`grpo`: sample, score, normalise, update; its metric record."""
+    device = next(model.parameters()).device
+    batch_prompts = prompts_for_step(prompts, step, cfg)
+    # Seeded by the step alone, so a resumed run draws the same samples.
+    samples = sample(
+        model, tokenizer, batch_prompts, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
+        seed=cfg.seed * 1000003 + step,
+    )  # fmt: skip
+    rewards = torch.tensor([float(tasks.verify(p, t)) for p, group in zip(batch_prompts, samples.texts) for t in group])
+    advantages = group_advantages(rewards, cfg.group_size)
+    batch = rollout_batch(tokenizer, batch_prompts, samples).to(device)
+    try:
+        stats = update_policy(model, optimizer, batch, advantages.to(device), cfg, reference)
+    except TrainingError as err:
+        raise TrainingError(f"step {step + 1}: {err}; {checkpoint_note(out)}") from None
+    return {
+        "step": step + 1,
+        **sample_metrics(batch_prompts, samples, rewards),
+        **stats,
+        "lr": optimizer.param_groups[0]["lr"],
+    }
 
 
 # ---------------------------------------------------------------- RL after SFT vs after PSFT
