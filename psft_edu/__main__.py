@@ -244,7 +244,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_rl(args) -> int:
-    from .rl import main as rl_main
+    from .cli_rl import main as rl_main
     from .train import check_device
 
     check_rl_flags(args)
@@ -255,7 +255,7 @@ def cmd_rl(args) -> int:
 
 
 def cmd_rl_compare(args) -> int:
-    from .rl import compare_main
+    from .cli_rl import compare_main
     from .train import check_device
 
     check_rl_flags(args)
@@ -290,7 +290,7 @@ def check_rl_flags(args) -> None:
 
 
 def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
-    """GRPO settings shared by ``rl`` and ``rl-compare`` (see :func:`psft_edu.rl.config_from_args`)."""
+    """GRPO settings shared by ``rl`` and ``rl-compare`` (see :func:`psft_edu.cli_rl.config_from_args`)."""
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--group-size", type=int, default=8)

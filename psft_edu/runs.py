@@ -1,5 +1,5 @@
 """Run machinery shared by every training loop: the fine-tuning :class:`~psft_edu.train.Trainer`
-(also used by pretraining) and GRPO (:func:`psft_edu.grpo.grpo`).
+(also used by pretraining) and GRPO (:func:`psft_edu.grpo_loop.grpo`).
 
 One home for what a run does around its optimiser steps: refuse a run folder or device that
 cannot work (one-line :class:`RunError`), write ``config.json``, append metric logs, write and
