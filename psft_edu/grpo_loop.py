@@ -276,6 +276,14 @@ def _append(path: Path | None, record: dict) -> None:
 # ---------------------------------------------------------------- the loop
 
 
+def _penalty_reference(model: torch.nn.Module, reference: torch.nn.Module | None, cfg: RLConfig):
+    """The frozen model of the KL penalty: ``reference`` or a copy of ``model`` now; None when ``beta <= 0``
+    (no penalty: the reference's forward pass is skipped)."""
+    if cfg.beta <= 0:
+        return None
+    return (reference if reference is not None else copy.deepcopy(model)).eval().requires_grad_(False)
+
+
 def grpo(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -302,10 +310,7 @@ def grpo(
     if not prompts:
         raise ValueError("grpo needs at least one prompt")
     out = Path(out) if out is not None else None
-    if cfg.beta <= 0:
-        reference = None  # no penalty: skip the reference's forward pass
-    else:
-        reference = (reference if reference is not None else copy.deepcopy(model)).eval().requires_grad_(False)
+    reference = _penalty_reference(model, reference, cfg)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 

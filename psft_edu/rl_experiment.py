@@ -92,6 +92,55 @@ def _preset_of(model: torch.nn.Module) -> str:
     return preset_of_shape(model.config.n_layer, model.config.n_head, model.config.n_embd)
 
 
+def _refuse_leaks(prompts: list[str], eval_prompts_per_family: dict[str, list[str]]) -> None:
+    """A training prompt that is also an evaluation prompt would inflate the evaluation: refuse it."""
+    held_out = {p for ps in eval_prompts_per_family.values() for p in ps}
+    leaked = [p for p in prompts if p in held_out]
+    if leaked:
+        raise ValueError(
+            f"{len(leaked)} training prompts are evaluation prompts too (e.g. {leaked[0]!r}); train on other prompts"
+        )
+
+
+def _recording_eval_fn(
+    tokenizer,
+    evals: list[dict],
+    eval_prompts_per_family: dict[str, list[str]],
+    samples: int,
+    show_prompts: list[str],
+    show_samples: int,
+    cfg: RLConfig,
+):
+    """An ``eval_fn(model, step)`` for :func:`grpo` that appends the full evaluation (and, for
+    ``show_prompts``, ``show_samples`` completions each) to ``evals`` and returns its summary."""
+    from .evaluate import evaluate_model
+
+    def eval_fn(m: torch.nn.Module, step: int) -> dict:
+        result = evaluate_model(m, tokenizer, eval_prompts_per_family, samples, seed=cfg.seed)
+        shown = {}
+        if show_prompts:
+            drawn = sample(m, tokenizer, show_prompts, show_samples, 1.0, cfg.max_new_tokens, seed=cfg.seed)
+            shown = dict(zip(show_prompts, drawn.texts))
+        evals.append({"step": step, **result, "samples": shown})
+        return {"summary": result["summary"]}
+
+    return eval_fn
+
+
+def _settings(
+    cfg: RLConfig, per_family: dict[str, list[str]], samples: int, train_prompts: int, show: list, show_samples: int
+) -> dict:
+    """The ``settings`` recorded in a :func:`rl_after_finetuning` result."""
+    return {
+        **asdict(cfg),
+        "eval_prompts_per_family": {f: len(p) for f, p in per_family.items()},
+        "eval_samples": samples,
+        "train_prompts": train_prompts,
+        "show_prompts": show,
+        "show_samples": show_samples,
+    }
+
+
 def rl_after_finetuning(
     inits: dict[str, str | Path],
     prompts: list[str],
@@ -124,17 +173,11 @@ def rl_after_finetuning(
     """
     import time
 
-    from .evaluate import evaluate_model
     from .models import load_model
 
     if not inits:
         raise ValueError("rl_after_finetuning needs at least one initial checkpoint")
-    held_out = {p for ps in eval_prompts_per_family.values() for p in ps}
-    leaked = [p for p in prompts if p in held_out]
-    if leaked:
-        raise ValueError(
-            f"{len(leaked)} training prompts are evaluation prompts too (e.g. {leaked[0]!r}); train on other prompts"
-        )
+    _refuse_leaks(prompts, eval_prompts_per_family)
     show_prompts = list(show_prompts or [])
     out = Path(out) if out is not None else None
     runs, preset = {}, ""
@@ -143,16 +186,8 @@ def rl_after_finetuning(
         model, tokenizer = load_model(str(init), device=device)
         preset = preset or _preset_of(model)
         evals: list[dict] = []
-
-        def eval_fn(m: torch.nn.Module, step: int, tokenizer=tokenizer, evals=evals) -> dict:
-            result = evaluate_model(m, tokenizer, eval_prompts_per_family, samples, seed=cfg.seed)
-            shown = {}
-            if show_prompts:
-                drawn = sample(m, tokenizer, show_prompts, show_samples, 1.0, cfg.max_new_tokens, seed=cfg.seed)
-                shown = dict(zip(show_prompts, drawn.texts))
-            evals.append({"step": step, **result, "samples": shown})
-            return {"summary": result["summary"]}
-
+        shown = (show_prompts, show_samples)
+        eval_fn = _recording_eval_fn(tokenizer, evals, eval_prompts_per_family, samples, *shown, cfg)
         if progress:
             print(f"[rl-compare] {name}: GRPO from {init}", flush=True)
         started = time.time()
@@ -171,14 +206,7 @@ def rl_after_finetuning(
         }
     result = {
         "preset": preset,
-        "settings": {
-            **asdict(cfg),
-            "eval_prompts_per_family": {f: len(p) for f, p in eval_prompts_per_family.items()},
-            "eval_samples": samples,
-            "train_prompts": len(prompts),
-            "show_prompts": show_prompts,
-            "show_samples": show_samples,
-        },
+        "settings": _settings(cfg, eval_prompts_per_family, samples, len(prompts), show_prompts, show_samples),
         "command": command,
         "runs": runs,
     }
