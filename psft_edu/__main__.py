@@ -245,7 +245,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_rl(args) -> int:
-    from .rl import main as rl_main
+    from .cli_rl import main as rl_main
     from .train import check_device
 
     check_rl_flags(args)
@@ -256,7 +256,7 @@ def cmd_rl(args) -> int:
 
 
 def cmd_rl_compare(args) -> int:
-    from .rl import compare_main
+    from .cli_rl import compare_main
     from .train import check_device
 
     check_rl_flags(args)
@@ -291,7 +291,7 @@ def check_rl_flags(args) -> None:
 
 
 def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
-    """GRPO settings shared by ``rl`` and ``rl-compare`` (see :func:`psft_edu.rl.config_from_args`)."""
+    """GRPO settings shared by ``rl`` and ``rl-compare`` (see :func:`psft_edu.cli_rl.config_from_args`)."""
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--group-size", type=int, default=8)
@@ -301,36 +301,8 @@ def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
     parser.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m psft_edu", description="Proximal SFT, from first principles.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("data", help="(re)build data/ from the seeded generators")
-    p.add_argument("--check", action="store_true", help="verify data/ against the generator instead of writing")
-    p.set_defaults(func=cmd_data)
-
-    p = sub.add_parser("pretrain", help="train a base model on the task mixture")
-    _preset_arg(p)
-    p.add_argument(
-        "--out",
-        default=None,
-        help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.set_defaults(func=cmd_pretrain)
-
-    p = sub.add_parser("eval", help="evaluate a model on every task family")
-    _preset_arg(p)
-    p.add_argument("--model", default=None, help="folder, preset or hf:<id> (default: the preset's base)")
-    p.add_argument("--families", nargs="*", default=None)
-    p.add_argument("--prompts", type=int, default=100)
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.set_defaults(func=cmd_eval)
-
+def _add_train_command(sub) -> None:
+    """The ``train`` command: fine-tune with one objective."""
     p = sub.add_parser("train", help="fine-tune with one objective")
     p.add_argument("--objective", default="psft", choices=list(OBJECTIVES))
     _preset_arg(p)
@@ -363,29 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("compare", help="SFT vs PSFT side by side (the main experiment)")
-    _preset_arg(p)
-    p.add_argument("--seeds", type=int, nargs="*", default=None)
-    p.add_argument("--out", default="runs/compare")
-    p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
-    p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="a pretrained causal LM (folder or hf:<id>, own tokenizer) as the base, "
-        "mid-trained on the task world first",
-    )
-    p.add_argument("--midtrain-steps", type=int, default=None, help="with --model: mid-training steps (default 1000)")
-    p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("bench", help="speed and memory benchmark (ratios measured in one run)")
-    _preset_arg(p)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", default=None, help="also write the table as JSON here")
-    p.set_defaults(func=cmd_bench)
-
+def _add_rl_commands(sub) -> None:
+    """The ``rl`` and ``rl-compare`` commands (GRPO; handlers in :mod:`psft_edu.cli_rl`)."""
     p = sub.add_parser("rl", help="GRPO on the harder in-domain split, from a checkpoint")
     p.add_argument("--init", required=True, help="checkpoint folder (or preset) to start from")
     p.add_argument("--out", required=True)
@@ -429,6 +381,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the result here (e.g. notebooks/results/rl_small.json)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m psft_edu", description="Proximal SFT, from first principles.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="(re)build data/ from the seeded generators")
+    p.add_argument("--check", action="store_true", help="verify data/ against the generator instead of writing")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("pretrain", help="train a base model on the task mixture")
+    _preset_arg(p)
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("eval", help="evaluate a model on every task family")
+    _preset_arg(p)
+    p.add_argument("--model", default=None, help="folder, preset or hf:<id> (default: the preset's base)")
+    p.add_argument("--families", nargs="*", default=None)
+    p.add_argument("--prompts", type=int, default=100)
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
+
+    _add_train_command(sub)
+
+    p = sub.add_parser("compare", help="SFT vs PSFT side by side (the main experiment)")
+    _preset_arg(p)
+    p.add_argument("--seeds", type=int, nargs="*", default=None)
+    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
+    p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a pretrained causal LM (folder or hf:<id>, own tokenizer) as the base, "
+        "mid-trained on the task world first",
+    )
+    p.add_argument("--midtrain-steps", type=int, default=None, help="with --model: mid-training steps (default 1000)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("bench", help="speed and memory benchmark (ratios measured in one run)")
+    _preset_arg(p)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.set_defaults(func=cmd_bench)
+
+    _add_rl_commands(sub)
 
     p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
     _preset_arg(p)

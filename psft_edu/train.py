@@ -11,16 +11,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
-import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +22,32 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
-from .data import Batch, atomic_write_bytes, collate, encode_records
+from .data import Batch, collate, encode_records
+from .runs import (  # the run machinery lives in runs; these names stay importable from here
+    Interrupted,
+    RunError,
+    StopSignals,
+    TrainingError,
+    append_records,
+    autocast,
+    check_device,
+    check_finite,
+    check_model_fits,
+    check_run_folder,
+    check_writable_folder,
+    config_differences,
+    git_commit,
+    load_model_for_run,
+    read_checkpoint,
+    read_log_until,
+    remove_stale_temporaries,
+    restore_rng,
+    rng_state,
+    save_model_atomic,
+    start_run_folder,
+    write_checkpoint,
+    write_run_header,
+)
 
 OBJECTIVES = obj.OBJECTIVES  # the registry: name -> objectives.Objective
 
@@ -83,216 +101,7 @@ class TrainConfig:
     updates_per_batch = refresh_every  # the older name of K
 
 
-class TrainingError(RuntimeError):
-    """A run that cannot go on (for example a non-finite loss)."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM during training; a checkpoint has been written.
-
-    ``signum`` is the signal that stopped the run (``signal.SIGINT`` or ``signal.SIGTERM``).
-    """
-
-    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-class RunError(ValueError):
-    """A run folder or checkpoint that cannot be used as asked; the message is one line."""
-
-
-# Settings that may differ between a run and its ``--resume``: how long it goes on and how
-# often it evaluates and saves. Everything else must match the checkpoint's saved config.
 RESUMABLE_SETTINGS = ("max_steps", "eval_every", "eval_prompts", "eval_samples", "save_every", "compile")
-RUN_FILES = ("metrics.jsonl", "evals.jsonl", "checkpoint.pt", "model")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder`` (tried, since ``os.access`` says yes to root)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
-def check_writable_folder(out: str | Path, flag: str = "--out") -> None:
-    """``out`` must be a folder this process can write in, or one it can create (one-line :class:`RunError`)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{flag} {out}: is a file, not a folder")
-    existing = out.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunError(f"{flag} {out}: {existing} is a file, not a folder")
-    if not _writable(existing):
-        raise RunError(f"{flag} {out}: cannot write in {existing}")
-
-
-def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False) -> None:
-    """Refuse an ``--out`` that cannot hold this run, before anything is written.
-
-    ``out`` must be a writable folder (or creatable under a writable one). With ``resume`` it
-    must hold ``checkpoint.pt``; without, it must not hold a run unless ``overwrite``.
-    Raises :class:`RunError` with one line.
-    """
-    out = Path(out)
-    if resume and overwrite:
-        raise RunError("--resume and --overwrite exclude each other: continue the run or replace it")
-    check_writable_folder(out)
-    if resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise RunError(
-                f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh"
-            )
-        return
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not overwrite:
-        raise RunError(
-            f"--out {out} already holds a run ({', '.join(found)}); "
-            "continue it with --resume or replace it with --overwrite"
-        )
-
-
-def check_device(name: str | None) -> None:
-    """Refuse a ``--device`` that torch does not know or this machine does not have (one-line :class:`RunError`)."""
-    if name is None:
-        return
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RunError(f"--device {name}: not a device (try cpu, cuda, cuda:0 or mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RunError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RunError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps":
-        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise RunError(f"--device {name}: MPS is not available on this machine")
-    elif device.type != "cpu":
-        raise RunError(f"--device {name}: only cpu, cuda and mps are supported")
-
-
-def load_model_for_run(spec: str | Path | None, device: str | None = None):
-    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`."""
-    from .models import load_model
-
-    try:
-        return load_model(spec, device=device)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunError(f"cannot load model {spec}: {first}") from None
-
-
-def check_model_fits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int | None = None) -> None:
-    """Refuse sizes that would only fail mid-run: a vocabulary smaller than the tokenizer's, or
-    ``max_length`` above the model's positions (one-line :class:`RunError`)."""
-    rows = model.get_input_embeddings().num_embeddings
-    if rows < len(tokenizer):
-        raise RunError(
-            f"the model's vocabulary ({rows} tokens) is smaller than its tokenizer's ({len(tokenizer)} tokens); "
-            "use the tokenizer the model was trained with"
-        )
-    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    if max_length is not None and positions is not None and max_length > positions:
-        raise RunError(f"--max-length {max_length} is above the model's {positions} positions")
-
-
-def config_differences(saved: dict, requested: dict, may_change: tuple[str, ...] = RESUMABLE_SETTINGS) -> list[str]:
-    """``"name: saved -> requested"`` for every setting that differs and may not change on resume."""
-    return [
-        f"{key}: {saved.get(key)!r} -> {requested.get(key)!r}"
-        for key in sorted(set(saved) | set(requested))
-        if key not in may_change and saved.get(key) != requested.get(key)
-    ]
-
-
-def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain values, never code.
-
-    A file that holds other objects (a crafted pickle) or cannot be read is refused with a
-    one-line :class:`RunError`; nothing in it runs.
-    """
-    import pickle
-
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL (\S+)", str(err))
-        if found is None:
-            raise RunError(f"{path}: corrupt or not a checkpoint (unreadable as tensors and plain values)") from None
-        raise RunError(
-            f"{path}: refused: it would load {found.group(1)}, not only tensors and plain values; nothing in it was run"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
-    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
-        raise RunError(f"{path}: not a checkpoint of this package (missing model, optimizer, step or config)")
-    return state
-
-
-def write_checkpoint(state: dict, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place.
-
-    If writing fails (a full disk, a file-size limit) the temporary file is removed, the
-    previous checkpoint stays as it was, and :class:`TrainingError` says so in one line.
-    """
-    path = Path(path)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".checkpoint.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException as err:
-        Path(handle.name).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
-            raise TrainingError(f"could not write {path} ({err.strerror or err}); {kept}") from None
-        raise
-
-
-def remove_stale_temporaries(out: Path) -> None:
-    """Delete ``.checkpoint.*.tmp`` left behind by a killed run (they only take space)."""
-    for stale in out.glob(".checkpoint.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
-def read_log_until(path: Path, step: int) -> list[dict]:
-    """Records of a JSONL log with ``"step" <= step``; rewrites the file to hold only those.
-
-    A half-written last line (a run killed while appending) is dropped with a note on stderr;
-    a broken line elsewhere is a :class:`RunError` naming ``file:line``.
-    """
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    kept, raw = [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            at = record["step"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            if number == len(lines):
-                print(f"note: {path}:{number}: dropped a half-written last line", file=sys.stderr)
-                continue
-            raise RunError(f"{path}:{number}: not a log record; the log is damaged") from None
-        if at <= step:
-            kept.append(record)
-            raw.append(line)
-    atomic_write_bytes(path, "".join(line + "\n" for line in raw).encode())
-    return kept
 
 
 def objective_loss(
@@ -315,38 +124,6 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         return 1.0
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
-    """``save_pretrained`` into a temporary folder, then swap it into place."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    tmp.chmod(0o755)
-    getattr(model, "_orig_mod", model).save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old.exists():
-        for p in old.iterdir():
-            p.unlink()
-        old.rmdir()
 
 
 class Trainer:
@@ -402,9 +179,10 @@ class Trainer:
         self.step = 0
         self.epoch, self.position = 0, 0  # data order: permutation of epoch, next index in it
         self.history: list[dict] = []
-        self._interrupted = False
+        self.evals: list[dict] = []
+        self._pending: list[tuple[str, dict]] = []
         self._fingerprint: str | None = None
-        self._signal: int = signal.SIGINT
+        self._stop = StopSignals()
 
     # ------------------------------------------------------------ helpers
     def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -413,9 +191,7 @@ class Trainer:
         return maybe_compile(model, self.cfg.compile)
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.device)
 
     def _order(self, epoch: int) -> list[int]:
         gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
@@ -499,13 +275,8 @@ class Trainer:
         keys = list(sums)
         numbers = torch.stack([sums[k] for k in keys] + [grad_norm.float()]).tolist()  # one sync per step
         record = {"step": self.step + 1, **dict(zip(keys, numbers[:-1])), "grad_norm": numbers[-1], "lr": lr}
-        if not all(math.isfinite(v) for v in numbers):
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.out is not None and (self.out / "checkpoint.pt").exists():
-                where = f"the last good checkpoint is {self.out / 'checkpoint.pt'}"
-            else:
-                where = "stopping; no checkpoint was saved before it"
-            raise TrainingError(f"step {self.step + 1}: non-finite loss or gradient (loss={record['loss']}); {where}")
+        what = f"loss or gradient (loss={record['loss']})"
+        check_finite(self.step + 1, numbers, what, self.out, self.optimizer)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -525,8 +296,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "position": self.position,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **rng_state(),
             "config": asdict(self.cfg),
             "reference": self.reference.state_dict() if self.reference is not None else None,
             "data": self.data_fingerprint(),
@@ -575,13 +345,11 @@ class Trainer:
         if self.reference is not None and state.get("reference") is not None:
             self.reference.load_state_dict(state["reference"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_rng(state)
         if self.out is not None:
-            # Drop log lines written after the checkpoint; they will be produced again.
-            for name in ("metrics.jsonl", "evals.jsonl"):
-                read_log_until(self.out / name, self.step)
+            # The run's history so far; log lines written after the checkpoint are dropped (they come again).
+            self.history = read_log_until(self.out / "metrics.jsonl", self.step)
+            self.evals = read_log_until(self.out / "evals.jsonl", self.step)
 
     # ------------------------------------------------------------ logging
     _pending: list[tuple[str, dict]]
@@ -595,12 +363,11 @@ class Trainer:
     def _flush_metrics(self) -> None:
         if self.out is None or not self._pending:
             return
-        by_file: dict[str, list[str]] = {}
+        by_file: dict[str, list[dict]] = {}
         for name, record in self._pending:
-            by_file.setdefault(name, []).append(json.dumps(record) + "\n")
-        for name, lines in by_file.items():
-            with open(self.out / name, "a") as handle:
-                handle.writelines(lines)
+            by_file.setdefault(name, []).append(record)
+        for name, records in by_file.items():
+            append_records(self.out / name, records)
         self._pending = []
 
     def _evaluate(self) -> None:
@@ -613,75 +380,65 @@ class Trainer:
         self.evals.append(result)
 
     # ------------------------------------------------------------ the loop
+    @property
+    def _interrupted(self) -> bool:
+        """Whether a stop was asked for (Ctrl-C, SIGTERM or :meth:`request_stop`)."""
+        return self._stop.requested
+
+    @_interrupted.setter
+    def _interrupted(self, value: bool) -> None:
+        self._stop.requested = value
+
+    def request_stop(self) -> None:
+        """Stop as Ctrl-C would: after the current global batch, with a checkpoint."""
+        self._stop.requested = True
+
     def train(self, resume: bool = False) -> list[dict]:
-        """Run to ``max_steps``; returns the per-step metric records of this call."""
+        """Run to ``max_steps``; returns the per-step metric records (on resume, earlier steps included)."""
         cfg = self.cfg
         self._pending, self.evals = [], []
         if self.out is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.out)
-            if resume and (self.out / "checkpoint.pt").exists():
+            if start_run_folder(self.out, resume):
                 self.load_checkpoint(self.out / "checkpoint.pt")
-            else:
-                for name in ("metrics.jsonl", "evals.jsonl", "checkpoint.pt"):
-                    (self.out / name).unlink(missing_ok=True)
-            config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
-            atomic_write_bytes(self.out / "config.json", json.dumps(config, indent=2).encode())
+            write_run_header(self.out, cfg)
         if self.truncated:
             print(
                 f"note: {self.truncated} example(s) longer than {cfg.max_length} tokens were truncated", file=sys.stderr
             )
-
-        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-        in_main_thread = previous[signal.SIGINT] is not None and _is_main_thread()
-        if in_main_thread:
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, self._on_sigint)
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.objective, disable=not self.progress, leave=False)
         try:
-            if self.step == 0 and cfg.eval_every:
+            with self._stop as stop:
+                self._loop(bar, stop)
                 self._evaluate()
-            while self.step < cfg.max_steps:
-                before = self.step
-                for record in self._train_global_batch(self._next_global_batch()):
-                    self._log("metrics.jsonl", record)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", entropy=f"{record['entropy']:.3f}")
-                self._flush_metrics()  # one append per global batch keeps the log current and cheap
-                # Evaluations, checkpoints and Ctrl-C act between global batches, where the
-                # state is fully described by the model, optimiser and data position.
-                crossed = lambda every: every > 0 and self.step // every > before // every  # noqa: B023
-                if crossed(cfg.eval_every) and self.step < cfg.max_steps:
-                    self._evaluate()
-                if crossed(cfg.save_every):
-                    self.save_checkpoint()
-                if self._interrupted:
-                    self.save_checkpoint()
-                    what = "terminated (SIGTERM)" if self._signal == signal.SIGTERM else "interrupted"
-                    where = "checkpoint saved, continue with --resume" if self.out is not None else "nothing saved"
-                    raise Interrupted(f"{what} at step {self.step}; {where}", self._signal)
-            self._evaluate()
-            self.save_checkpoint()
-            if self.out is not None:
-                save_model_atomic(self.model, self.tokenizer, self.out / "model")
+                self.save_checkpoint()
+                if self.out is not None:
+                    save_model_atomic(self.model, self.tokenizer, self.out / "model")
         finally:
             bar.close()
             self._flush_metrics()
-            if in_main_thread:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
         return self.history
 
-    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
-        """Ctrl-C and SIGTERM: finish the global batch, save, then stop (see :meth:`train`)."""
-        self._interrupted = True
-        self._signal = signum
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    def _loop(self, bar: tqdm, stop: StopSignals) -> None:
+        """Global batches until ``max_steps``; evaluations, checkpoints and Ctrl-C act between them,
+        where the state is fully described by the model, optimiser and data position."""
+        cfg = self.cfg
+        if self.step == 0 and cfg.eval_every:
+            self._evaluate()
+        while self.step < cfg.max_steps:
+            before = self.step
+            for record in self._train_global_batch(self._next_global_batch()):
+                self._log("metrics.jsonl", record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", entropy=f"{record['entropy']:.3f}")
+            self._flush_metrics()  # one append per global batch keeps the log current and cheap
+            crossed = lambda every: every > 0 and self.step // every > before // every  # noqa: B023
+            if crossed(cfg.eval_every) and self.step < cfg.max_steps:
+                self._evaluate()
+            if crossed(cfg.save_every):
+                self.save_checkpoint()
+            if stop.requested:
+                self.save_checkpoint()
+                raise stop.interrupted(self.step, self.out)
 
 
 __all__ = [
@@ -697,9 +454,12 @@ __all__ = [
     "check_run_folder",
     "check_writable_folder",
     "config_differences",
+    "git_commit",
     "load_model_for_run",
     "objective_loss",
     "read_checkpoint",
     "read_log_until",
+    "remove_stale_temporaries",
+    "save_model_atomic",
     "write_checkpoint",
 ]

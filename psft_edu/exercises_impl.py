@@ -1,0 +1,321 @@
+"""Implement-it checkers (notebooks 01-05 and 09): the learner's function against the package's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .exercises_common import (
+    check_implementation,
+)
+
+# ================================================================ implement it: checkers for 01-05 and 09
+#
+# Each takes the learner's function (None: not attempted) and compares it with the package's function
+# on random tensors plus edge cases, through check_implementation (in the generic section at the end).
+
+
+def _gen(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
+def _logp_cases(with_old: bool = False, with_adv: bool = False) -> list[tuple[str, dict]]:
+    """Random [batch, time] log-probs and masks; the masked positions hold junk (-inf, NaN) like padding may."""
+    import torch
+
+    cases = []
+    for seed, shape in ((0, (3, 5)), (1, (4, 7)), (2, (1, 6))):
+        g = _gen(seed)
+        logp = -torch.rand(shape, generator=g) * 3
+        mask = (torch.rand(shape, generator=g) > 0.3).float()
+        mask[:, 0] = 1.0
+        case = {"logp": logp, "mask": mask}
+        if with_old:
+            case["old_logp"] = logp - 0.5 * torch.randn(shape, generator=g)
+        if with_adv:
+            case["advantages"] = torch.randn(shape, generator=g)
+        cases.append((f"random {shape[0]}x{shape[1]} batch", case))
+    g = _gen(3)
+    logp = -torch.rand(2, 6, generator=g) * 2
+    mask = torch.tensor([[1.0, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    junk = logp.clone()
+    junk[0, 3:] = float("-inf")  # what a padded position can hold
+    case = {"logp": junk, "mask": mask}
+    if with_old:
+        case["old_logp"] = logp - 0.3
+    if with_adv:
+        case["advantages"] = torch.ones_like(logp)
+    cases.append(("a padded batch whose masked positions hold -inf", case))
+    return cases
+
+
+def check_token_logprobs_impl(user_fn: Any) -> bool | None:
+    """01, implement it: ``token_logprobs(logits [B, T, V], targets [B, T]) -> [B, T]``, log pi of each target."""
+    import torch
+
+    from .objectives import token_logprobs
+
+    def cases() -> list[tuple[str, dict]]:
+        out = []
+        for seed, (b, t, v) in ((0, (2, 4, 6)), (1, (3, 5, 11))):
+            g = _gen(seed)
+            out.append((f"random logits {b}x{t}x{v}", {
+                "logits": torch.randn(b, t, v, generator=g) * 2, "targets": torch.randint(0, v, (b, t), generator=g)}))
+        g = _gen(2)
+        out.append(("large logits (around ±100)", {
+            "logits": torch.randn(2, 3, 5, generator=g) * 100, "targets": torch.randint(0, 5, (2, 3), generator=g)}))
+        return out
+
+    mistakes = [
+        ("that is the probability, not its logarithm", lambda logits, targets: token_logprobs(logits, targets).exp()),
+        (
+            "those are the raw logits of the targets: normalise with log_softmax first",
+            lambda logits, targets: logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1),
+        ),
+        (
+            "the sign is flipped: a log-probability is never positive",
+            lambda logits, targets: -token_logprobs(logits, targets),
+        ),
+    ]
+    hint = "log_softmax over the last (vocabulary) dimension, then pick each target's entry with gather."
+    return check_implementation(user_fn, token_logprobs, cases, "token_logprobs", mistakes=mistakes, hint=hint,
+                                nonfinite_hint="log(softmax(...)) underflows for large logits; use log_softmax.")
+
+
+def check_sft_loss_impl(user_fn: Any) -> bool | None:
+    """02, implement it: ``sft_loss(logp, mask, agg)`` for agg "token-mean" and "seq-mean"."""
+    import torch
+
+    from .objectives import sft_loss
+
+    def cases() -> list[tuple[str, dict]]:
+        out = []
+        for agg in ("token-mean", "seq-mean"):
+            out += [(f"{label}, agg={agg!r}", {**case, "agg": agg}) for label, case in _logp_cases()]
+        g = _gen(4)
+        logp = -torch.rand(3, 4, generator=g)
+        mask = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+        out.append(
+            (
+                "seq-mean with a fully masked row (a prompt-only sequence)",
+                {"logp": logp, "mask": mask, "agg": "seq-mean"},
+            )
+        )
+        return out
+
+    def no_mask(logp, mask, agg):
+        return -logp.mean()
+
+    def token_always(logp, mask, agg):
+        return sft_loss(logp, mask, "token-mean")
+
+    def seq_mean_all_rows(logp, mask, agg):
+        if agg == "token-mean":
+            return sft_loss(logp, mask, agg)
+        per_row = (torch.where(mask > 0, -logp, torch.zeros_like(logp))).sum(-1) / mask.sum(-1).clamp(min=1)
+        return per_row.mean()
+
+    mistakes = [
+        (
+            "the sign is flipped: the loss is MINUS the mean log-probability",
+            lambda logp, mask, agg: -sft_loss(logp, mask, agg),
+        ),
+        ("the mask is ignored: padding and prompt positions must not count", no_mask),
+        ("seq-mean gives the token-mean: average within each sequence first, then over sequences", token_always),
+        ("seq-mean divides by every row, also the rows without a completion token; skip those", seq_mean_all_rows),
+    ]
+    hint = (
+        "token-mean: sum of -logp * mask / mask.sum(); seq-mean: the same per row, then the mean over rows with tokens."
+    )
+    return check_implementation(
+        user_fn,
+        sft_loss,
+        cases,
+        "sft_loss",
+        mistakes=mistakes,
+        hint=hint,
+        nonfinite_hint="masked positions may hold -inf; select with torch.where before multiplying.",
+    )
+
+
+def check_pg_loss_impl(user_fn: Any) -> bool | None:
+    """03, implement it: ``pg_loss(logp, advantages, mask)``, the token-mean REINFORCE loss -E[A log pi]."""
+    import torch
+
+    from .objectives import policy_gradient_loss
+
+    def reference(logp, advantages, mask):
+        return policy_gradient_loss(logp, advantages, mask)
+
+    mistakes = [
+        ("the sign is flipped: this is the objective E[A log pi]; the loss is its negative",
+         lambda logp, advantages, mask: -policy_gradient_loss(logp, advantages, mask)),
+        ("the advantages are missing: that is the SFT loss", lambda logp, advantages, mask: policy_gradient_loss(
+            logp, torch.ones_like(logp), mask)),
+        ("the mask is ignored", lambda logp, advantages, mask: -(advantages * logp).mean()),
+        ("that weights probabilities, not log-probabilities", lambda logp, advantages, mask: policy_gradient_loss(
+            logp.exp(), advantages, mask)),
+    ]
+    hint = "-(advantages * logp) averaged over the positions where mask is 1 (token-mean)."
+    return check_implementation(user_fn, reference, lambda: _logp_cases(with_adv=True), "pg_loss", mistakes=mistakes,
+                                hint=hint, nonfinite_hint="masked positions may hold -inf; select with torch.where.")
+
+
+def _ratio_edge_case(clip_low: float, clip_high: float, advantages: list[float]) -> dict:
+    """Ratios exactly at 1 - clip_low, 1, 1 + clip_high and beyond, one row per advantage."""
+    import torch
+
+    ratios = torch.tensor([0.5, 1.0 - clip_low, 0.9, 1.0, 1.1, 1.0 + clip_high, 2.0], dtype=torch.float64)
+    rows = len(advantages)
+    old = torch.full((rows, ratios.numel()), -1.5, dtype=torch.float64)
+    return {"logp": old + ratios.log(), "old_logp": old, "mask": torch.ones_like(old),
+            "advantages": torch.tensor(advantages, dtype=torch.float64)[:, None].expand_as(old).clone()}
+
+
+def check_ppo_clip_impl(user_fn: Any) -> bool | None:
+    """04, implement it: ``ppo_clip(logp, old_logp, advantages, mask, clip_low, clip_high)``, the loss -L^CLIP."""
+    import torch
+
+    from .objectives import PPO_CLIP, PSFT_CLIP, ppo_clip_loss
+
+    def reference(logp, old_logp, advantages, mask, clip_low, clip_high):
+        return ppo_clip_loss(logp, old_logp, advantages, mask, clip_low, clip_high)[0]
+
+    def cases() -> list[tuple[str, dict]]:
+        out = [(f"{label}, clip 0.2/0.28", {**c, "clip_low": PPO_CLIP, "clip_high": PSFT_CLIP})
+               for label, c in _logp_cases(with_old=True, with_adv=True)]
+        for adv in (1.0, -1.0):
+            out.append((f"ratios exactly at 1-ε, 1, 1+ε and beyond, Â = {adv:+g}",
+                        {**_ratio_edge_case(0.2, 0.2, [adv]), "clip_low": 0.2, "clip_high": 0.2}))
+        out.append(("ratios at both bounds, Â = ±2, clip_low 0.1, clip_high 0.3",
+                    {**_ratio_edge_case(0.1, 0.3, [2.0, -2.0]), "clip_low": 0.1, "clip_high": 0.3}))
+        return out
+
+    def ratio_of(logp, old_logp):
+        return torch.exp(logp - old_logp)
+
+    def masked(x, mask):
+        return torch.where(mask > 0, x, torch.zeros_like(x)).sum() / mask.sum()
+
+    def optimistic(logp, old_logp, advantages, mask, clip_low, clip_high):
+        r = ratio_of(logp, old_logp)
+        return -masked(torch.maximum(r * advantages, r.clamp(1 - clip_low, 1 + clip_high) * advantages), mask)
+
+    def clip_only(logp, old_logp, advantages, mask, clip_low, clip_high):
+        return -masked(ratio_of(logp, old_logp).clamp(1 - clip_low, 1 + clip_high) * advantages, mask)
+
+    def swapped(logp, old_logp, advantages, mask, clip_low, clip_high):
+        return reference(logp, old_logp, advantages, mask, clip_high, clip_low)
+
+    mistakes = [
+        ("max() instead of min(): the surrogate must keep the SMALLER (pessimistic) term", optimistic),
+        ("the clipped term alone: without min(r·Â, ...) the gradient also vanishes on the side that should undo a step",
+         clip_only),
+        ("clip_low and clip_high are swapped: the lower bound is 1 - clip_low, the upper 1 + clip_high", swapped),
+        ("the sign is flipped: return the loss, minus the objective",
+         lambda *a: -reference(*a)),
+        ("the mask is ignored", lambda logp, old_logp, advantages, mask, clip_low, clip_high: reference(
+            logp, old_logp, advantages, torch.ones_like(mask), clip_low, clip_high)),
+    ]
+    hint = "r = exp(logp - old_logp); loss = -masked mean of min(r * A, clamp(r, 1 - clip_low, 1 + clip_high) * A)."
+    return check_implementation(user_fn, reference, cases, "ppo_clip", mistakes=mistakes, hint=hint,
+                                nonfinite_hint="masked positions may hold -inf; select with torch.where.")
+
+
+def check_psft_loss_impl(user_fn: Any) -> bool | None:
+    """05, implement it: ``psft(logp, old_logp, mask, clip)``, the loss -E[min(r, clip(r, 1-ε, 1+ε))]."""
+    import torch
+
+    from .objectives import PSFT_CLIP, psft_loss, sft_loss
+
+    def reference(logp, old_logp, mask, clip):
+        return psft_loss(logp, old_logp, mask, clip)[0]
+
+    def cases() -> list[tuple[str, dict]]:
+        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": PSFT_CLIP})
+               for label, c in _logp_cases(with_old=True)]
+        edge = _ratio_edge_case(PSFT_CLIP, PSFT_CLIP, [1.0])
+        out.append(("ratios exactly at 1-ε, 1 and 1+ε, and beyond both", {
+            "logp": edge["logp"], "old_logp": edge["old_logp"], "mask": edge["mask"], "clip": PSFT_CLIP}))
+        return out
+
+    def masked(x, mask):
+        return torch.where(mask > 0, x, torch.zeros_like(x)).sum() / mask.sum()
+
+    mistakes = [
+        (
+            "clamp(r, 1-ε, 1+ε) alone also clips from below: with Â = 1 the objective is min(r, 1+ε); below 1-ε it is "
+            "r",
+            lambda logp, old_logp, mask, clip: -masked(torch.exp(logp - old_logp).clamp(1 - clip, 1 + clip), mask),
+        ),
+        (
+            "that is the SFT loss: PSFT works with the ratio r = exp(logp - old_logp)",
+            lambda logp, old_logp, mask, clip: sft_loss(logp, mask),
+        ),
+        ("the sign is flipped: the loss is minus the clipped objective", lambda *a: -reference(*a)),
+        (
+            "the mask is ignored",
+            lambda logp, old_logp, mask, clip: reference(logp, old_logp, torch.ones_like(mask), clip),
+        ),
+    ]
+    hint = "r = exp(logp - old_logp); loss = -masked mean of min(r, clamp(r, 1 - clip, 1 + clip))."
+    return check_implementation(user_fn, reference, cases, "psft", mistakes=mistakes, hint=hint,
+                                nonfinite_hint="masked positions may hold -inf; select with torch.where.")
+
+
+def check_ratio_stats_impl(user_fn: Any) -> bool | None:
+    """09, implement it: ``ratio_stats(logp, old_logp, mask, clip) -> (clip_fraction, ratio_mean, ratio_max)``.
+
+    The numbers ``PSFTTrainer`` logs: over the unmasked tokens, the share with r > 1 + clip (zero gradient),
+    the mean ratio and the largest ratio.
+    """
+    import torch
+
+    from .objectives import PSFT_CLIP, psft_loss
+
+    def reference(logp, old_logp, mask, clip):
+        stats = psft_loss(logp, old_logp, mask, clip)[1]
+        return torch.stack([stats["clip_fraction"], stats["ratio_mean"], stats["ratio_max"]]).double()
+
+    def cases() -> list[tuple[str, dict]]:
+        out = [(label, {"logp": c["logp"], "old_logp": c["old_logp"], "mask": c["mask"], "clip": PSFT_CLIP})
+               for label, c in _logp_cases(with_old=True)[:3]]
+        g = _gen(5)
+        logp = -torch.rand(2, 6, generator=g)
+        old = logp - torch.tensor([[0.0, 0.9, 0.1, 0.0, 1.5, 0.2], [0.3, 0.0, 0.0, 0.0, 0.0, 0.0]])
+        out.append(
+            (
+                "padding with huge ratios on masked positions",
+                {
+                    "logp": logp,
+                    "old_logp": old,
+                    "mask": torch.tensor([[1.0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]),
+                    "clip": PSFT_CLIP,
+                },
+            )
+        )
+        ratios = torch.tensor([[0.5, 1.0, 1.25, 1.25, 2.0, 0.9]])  # 1.25 = 1 + clip survives exp(log(.)) exactly
+        old = torch.full_like(ratios, -1.5)
+        out.append(("ratios exactly at 1+ε (clip 0.25)", {"logp": old + ratios.log(), "old_logp": old,
+                                                          "mask": torch.ones_like(ratios), "clip": 0.25}))
+        return out
+
+    def unmasked(logp, old_logp, mask, clip):
+        return reference(logp, old_logp, torch.ones_like(mask), clip)
+
+    def two_sided(logp, old_logp, mask, clip):
+        r = torch.exp(logp - old_logp)[mask > 0]
+        return torch.stack([((r > 1 + clip) | (r < 1 - clip)).float().mean(), r.mean(), r.max()]).double()
+
+    def inclusive(logp, old_logp, mask, clip):
+        r = torch.exp(logp - old_logp)[mask > 0]
+        return torch.stack([(r >= 1 + clip).float().mean(), r.mean(), r.max()]).double()
+
+    mistakes = [
+        ("masked positions were counted: statistics run over completion tokens only", unmasked),
+        ("ratios below 1-ε were counted as clipped: with Â = 1 only r > 1+ε loses its gradient", two_sided),
+        ("r = 1+ε exactly is not clipped yet (both terms are equal, the gradient still flows): use >", inclusive),
+    ]
+    hint = "r = exp(logp - old_logp)[mask > 0]; return ((r > 1 + clip).float().mean(), r.mean(), r.max())."
+    return check_implementation(user_fn, reference, cases, "ratio_stats", mistakes=mistakes, hint=hint)

@@ -1,0 +1,413 @@
+"""Run machinery shared by every training loop: the fine-tuning :class:`~psft_edu.train.Trainer`
+(also used by pretraining) and GRPO (:func:`psft_edu.grpo_loop.grpo`).
+
+One home for what a run does around its optimiser steps: refuse a run folder or device that
+cannot work (one-line :class:`RunError`), write ``config.json``, append metric logs, write and
+read checkpoints atomically and with ``weights_only=True``, turn Ctrl-C and SIGTERM into a flag
+that the loop checks where its state is complete (:class:`StopSignals`), stop on a non-finite
+loss or gradient (:func:`check_finite`), and run the forward passes in bf16 autocast on CUDA
+(:func:`autocast`; nothing changes on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .data import atomic_write_bytes
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (for example a non-finite loss)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training; a checkpoint has been written.
+
+    ``signum`` is the signal that stopped the run (``signal.SIGINT`` or ``signal.SIGTERM``).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class RunError(ValueError):
+    """A run folder or checkpoint that cannot be used as asked; the message is one line."""
+
+
+# Settings that may differ between a run and its ``--resume``: how long it goes on and how
+# often it evaluates and saves. Everything else must match the checkpoint's saved config.
+
+RUN_FILES = ("metrics.jsonl", "evals.jsonl", "checkpoint.pt", "model")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried, since ``os.access`` says yes to root)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def check_writable_folder(out: str | Path, flag: str = "--out") -> None:
+    """``out`` must be a folder this process can write in, or one it can create (one-line :class:`RunError`)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{flag} {out}: is a file, not a folder")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"{flag} {out}: {existing} is a file, not a folder")
+    if not _writable(existing):
+        raise RunError(f"{flag} {out}: cannot write in {existing}")
+
+
+def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse an ``--out`` that cannot hold this run, before anything is written.
+
+    ``out`` must be a writable folder (or creatable under a writable one). With ``resume`` it
+    must hold ``checkpoint.pt``; without, it must not hold a run unless ``overwrite``.
+    Raises :class:`RunError` with one line.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other: continue the run or replace it")
+    check_writable_folder(out)
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise RunError(
+                f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh"
+            )
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise RunError(
+            f"--out {out} already holds a run ({', '.join(found)}); "
+            "continue it with --resume or replace it with --overwrite"
+        )
+
+
+def check_device(name: str | None) -> None:
+    """Refuse a ``--device`` that torch does not know or this machine does not have (one-line :class:`RunError`)."""
+    if name is None:
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RunError(f"--device {name}: not a device (try cpu, cuda, cuda:0 or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise RunError(f"--device {name}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise RunError(f"--device {name}: only cpu, cuda and mps are supported")
+
+
+def load_model_for_run(spec: str | Path | None, device: str | None = None):
+    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`."""
+    from .models import load_model
+
+    try:
+        return load_model(spec, device=device)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"cannot load model {spec}: {first}") from None
+
+
+def check_model_fits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int | None = None) -> None:
+    """Refuse sizes that would only fail mid-run: a vocabulary smaller than the tokenizer's, or
+    ``max_length`` above the model's positions (one-line :class:`RunError`)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < len(tokenizer):
+        raise RunError(
+            f"the model's vocabulary ({rows} tokens) is smaller than its tokenizer's ({len(tokenizer)} tokens); "
+            "use the tokenizer the model was trained with"
+        )
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if max_length is not None and positions is not None and max_length > positions:
+        raise RunError(f"--max-length {max_length} is above the model's {positions} positions")
+
+
+def config_differences(saved: dict, requested: dict, may_change: tuple[str, ...]) -> list[str]:
+    """``"name: saved -> requested"`` for every setting that differs and may not change on resume."""
+    return [
+        f"{key}: {saved.get(key)!r} -> {requested.get(key)!r}"
+        for key in sorted(set(saved) | set(requested))
+        if key not in may_change and saved.get(key) != requested.get(key)
+    ]
+
+
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain values, never code.
+
+    A file that holds other objects (a crafted pickle) or cannot be read is refused with a
+    one-line :class:`RunError`; nothing in it runs.
+    """
+    import pickle
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise RunError(f"{path}: corrupt or not a checkpoint (unreadable as tensors and plain values)") from None
+        raise RunError(
+            f"{path}: refused: it would load {found.group(1)}, not only tensors and plain values; nothing in it was run"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
+        raise RunError(f"{path}: not a checkpoint of this package (missing model, optimizer, step or config)")
+    return state
+
+
+def write_checkpoint(state: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place.
+
+    If writing fails (a full disk, a file-size limit) the temporary file is removed, the
+    previous checkpoint stays as it was, and :class:`TrainingError` says so in one line.
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".checkpoint.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException as err:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
+            raise TrainingError(f"could not write {path} ({err.strerror or err}); {kept}") from None
+        raise
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete ``.checkpoint.*.tmp`` left behind by a killed run (they only take space)."""
+    for stale in out.glob(".checkpoint.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def read_log_until(path: Path, step: int) -> list[dict]:
+    """Records of a JSONL log with ``"step" <= step``; rewrites the file to hold only those.
+
+    A half-written last line (a run killed while appending) is dropped with a note on stderr;
+    a broken line elsewhere is a :class:`RunError` naming ``file:line``.
+    """
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    kept, raw = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            at = record["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            if number == len(lines):
+                print(f"note: {path}:{number}: dropped a half-written last line", file=sys.stderr)
+                continue
+            raise RunError(f"{path}:{number}: not a log record; the log is damaged") from None
+        if at <= step:
+            kept.append(record)
+            raw.append(line)
+    atomic_write_bytes(path, "".join(line + "\n" for line in raw).encode())
+    return kept
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
+    """``save_pretrained`` into a temporary folder, then swap it into place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp.chmod(0o755)
+    getattr(model, "_orig_mod", model).save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        for p in old.iterdir():
+            p.unlink()
+        old.rmdir()
+
+
+# ---------------------------------------------------------------- the pieces a loop calls
+
+
+def autocast(device: torch.device):
+    """bf16 autocast for forward passes on CUDA; a no-op elsewhere (CPU runs stay bit for bit the same)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def start_run_folder(out: Path, resume: bool, logs: Iterable[str] = ("metrics.jsonl", "evals.jsonl")) -> bool:
+    """Create ``out`` and clear leftovers; returns whether ``out/checkpoint.pt`` should be resumed.
+
+    Without ``resume`` (or without a checkpoint to resume) the logs and the old checkpoint are
+    removed, so the run starts afresh.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    if resume and (out / "checkpoint.pt").exists():
+        return True
+    for name in (*logs, "checkpoint.pt"):
+        (out / name).unlink(missing_ok=True)
+    return False
+
+
+def write_run_header(out: Path, cfg) -> None:
+    """``out/config.json``: the run's settings (a dataclass), the package's commit and the command line."""
+    config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
+    atomic_write_bytes(out / "config.json", json.dumps(config, indent=2).encode())
+
+
+def append_records(path: Path | None, records: Iterable[dict]) -> None:
+    """Append ``records`` to the JSONL log ``path`` in one write (nothing when ``path`` is None)."""
+    lines = [json.dumps(record) + "\n" for record in records]
+    if path is not None and lines:
+        with open(path, "a") as handle:
+            handle.writelines(lines)
+
+
+def checkpoint_note(out: Path | None) -> str:
+    """Where a run that stops on an error left its state: the last good checkpoint, or none."""
+    if out is not None and (out / "checkpoint.pt").exists():
+        return f"the last good checkpoint is {out / 'checkpoint.pt'}"
+    return "stopping; no checkpoint was saved before it"
+
+
+def check_finite(
+    step: int, values: Iterable[float], what: str, out: Path | None, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Raise :class:`TrainingError` for step ``step`` unless every number in ``values`` is finite.
+
+    ``what`` names the numbers in the message (e.g. ``"loss or gradient (loss=nan)"``); the
+    gradients of ``optimizer`` are dropped first, so nothing of the bad step is applied.
+    """
+    if not all(math.isfinite(v) for v in values):
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+        raise TrainingError(f"step {step}: non-finite {what}; {checkpoint_note(out)}")
+
+
+class StopSignals:
+    """Within ``with StopSignals() as stop:``, Ctrl-C and SIGTERM only set ``stop.requested``.
+
+    The loop checks the flag where its state is complete, saves, and raises :meth:`interrupted`.
+    Outside the main thread (where handlers cannot be installed) the signals act as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int = signal.SIGINT
+        self._previous: dict[int, object] = {}
+
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+        self.signum = signum
+
+    def __enter__(self) -> StopSignals:
+        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        if previous[signal.SIGINT] is not None and threading.current_thread() is threading.main_thread():
+            self._previous = previous
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def interrupted(self, step: int, out: Path | None) -> Interrupted:
+        """The :class:`Interrupted` to raise once the checkpoint of ``step`` is written."""
+        what = "terminated (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
+        where = f"checkpoint saved to {out / 'checkpoint.pt'}, continue with --resume" if out else "nothing saved"
+        return Interrupted(f"{what} at step {step}; {where}", self.signum)
+
+
+def restore_rng(state: dict) -> None:
+    """Set torch's CPU (and, when present, CUDA) random state from a checkpoint."""
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def rng_state() -> dict:
+    """torch's CPU and CUDA random state, as a checkpoint stores it."""
+    return {
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+__all__ = [
+    "Interrupted",
+    "RunError",
+    "StopSignals",
+    "TrainingError",
+    "append_records",
+    "autocast",
+    "check_device",
+    "check_finite",
+    "check_model_fits",
+    "check_run_folder",
+    "check_writable_folder",
+    "config_differences",
+    "git_commit",
+    "load_model_for_run",
+    "read_checkpoint",
+    "read_log_until",
+    "remove_stale_temporaries",
+    "restore_rng",
+    "rng_state",
+    "save_model_atomic",
+    "start_run_folder",
+    "write_checkpoint",
+    "write_run_header",
+]
