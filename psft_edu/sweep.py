@@ -110,7 +110,7 @@ METRICS: dict[str, tuple[str, float, int, bool]] = {
     "sample entropy": ("sample_entropy", 1.0, 3, True),
     "demo entropy": ("entropy", 1.0, 3, True),
     "distinct valid": ("distinct_valid", 1.0, 2, True),
-    "KL to base (OOD)": ("kl_ood", 1.0, 3, False),
+    "KL to base": ("kl_ood", 1.0, 3, False),  # exact KL on own out-of-domain samples
 }
 
 
