@@ -136,30 +136,31 @@ def _views(summary: dict) -> list[tuple[str, dict]]:
     return [("main", summary)] + ([("prolonged", summary["long"])] if "long" in summary else [])
 
 
-def draw_entropy_views(fig, summary: dict) -> None:
+def _draw_curve_views(fig, summary: dict, panels: tuple[tuple[str, str, str], ...]) -> None:
+    """One row per view, one column per ``(curve key, y label, title)`` panel."""
     views = _views(summary)
-    axes = fig.subplots(len(views), 2, squeeze=False)
+    axes = fig.subplots(len(views), len(panels), squeeze=False)
     for row, (label, view) in zip(axes, views):
-        plot_curve(
-            view, "entropy", row[0], "token entropy (nats)", f"{label}: entropy on demonstrations (training batch)"
-        )
-        plot_curve(
-            view, "eval_sample_entropy", row[1], "token entropy (nats)", f"{label}: entropy on own samples (in-domain)"
-        )
-    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        for ax, (key, ylabel, title) in zip(row, panels):
+            plot_curve(view, key, ax, ylabel, f"{label}: {title}")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def draw_entropy_views(fig, summary: dict) -> None:
+    """Entropy on the training batches and on the model's own in-domain samples, per view."""
+    entropy = "token entropy (nats)"
+    panels = (
+        ("entropy", entropy, "entropy on demonstrations (training batch)"),
+        ("eval_sample_entropy", entropy, "entropy on own samples (in-domain)"),
+    )
+    _draw_curve_views(fig, summary, panels)
 
 
 def draw_kl_views(fig, summary: dict) -> None:
-    views = _views(summary)
-    axes = fig.subplots(len(views), 2, squeeze=False)
-    for row, (label, view) in zip(axes, views):
-        plot_curve(
-            view, "eval_kl_in_domain", row[0], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, in-domain"
-        )
-        plot_curve(
-            view, "eval_kl_ood", row[1], "KL(model ‖ base) per token (nats)", f"{label}: KL to base, out-of-domain"
-        )
-    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    """Exact KL to the base on own samples, in-domain and out-of-domain, per view."""
+    kl = "KL(model ‖ base) per token (nats)"
+    panels = (("eval_kl_in_domain", kl, "KL to base, in-domain"), ("eval_kl_ood", kl, "KL to base, out-of-domain"))
+    _draw_curve_views(fig, summary, panels)
 
 
 def draw_pareto_views(fig, summary: dict) -> None:
