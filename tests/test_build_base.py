@@ -6,6 +6,7 @@ trains the 124M model; the cache is a temporary folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -14,12 +15,16 @@ import torch
 from psft_edu import build_base, models, paths
 from psft_edu.__main__ import main
 from psft_edu.build_base import BUILD_ENV, BaseRefused, build_policy, ensure_base, format_duration
-from psft_edu.models import PRESETS, Preset, load_model
+from psft_edu.models import PRESETS, load_model
 
 # One torch thread: on a busy 2-core machine two threads were more than ten times slower here.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_GPT2 = Preset("gpt2", 1, 2, 32, 64, None, 6, 16, 3e-3, 2, 2)  # the gpt2 name, a toy's size and budget
+# The gpt2 name with a toy's size and budget (its comparison and bench budgets are the real preset's).
+TINY_GPT2 = dataclasses.replace(
+    PRESETS["gpt2"], n_layer=1, n_head=2, n_embd=32, n_positions=64, vocab_size=None,
+    pretrain_steps=6, pretrain_batch=16, pretrain_lr=3e-3, eval_prompts=2, eval_samples=2,
+)
 
 
 @pytest.fixture
