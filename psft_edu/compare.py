@@ -342,12 +342,13 @@ def compare(
 CACHE_CURVES = ("entropy", "clip_fraction", "grad_norm")  # per-step curves kept by :func:`slim`
 
 
-def slim(summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6) -> dict:
+def slim(summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6, step_intervals: bool = True) -> dict:
     """A smaller copy of a summary for committing: only the per-step curves named in ``keep``.
 
     Evaluation curves (``eval_*``), finals, per-family finals, paired differences and samples
     stay (in the prolonged view ``long`` too); every float is rounded to ``digits`` significant
-    digits (the notebooks print 3 or 4).
+    digits (the notebooks print 3 or 4). ``step_intervals=False`` also drops the 95% intervals
+    of the per-step curves (with one seed they repeat the mean).
     """
 
     def rounded(x):
@@ -363,6 +364,10 @@ def slim(summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6) -
     for view in (out, out.get("long", {})):
         for run in view.get("runs", {}).values():
             run["curves"] = {k: c for k, c in run["curves"].items() if k.startswith("eval_") or k in keep}
+            if not step_intervals:
+                for key, curve in run["curves"].items():
+                    if not key.startswith("eval_"):
+                        curve.pop("ci95", None)
     return rounded(out)
 
 

@@ -125,7 +125,7 @@ def write_cache(summary: dict, path: str | Path | None = None) -> Path:
     """Slim a sweep's summary (:func:`slim`) and write it to ``path`` (default :func:`cache_path`)."""
     path = Path(path) if path else cache_path(summary["sweep"], summary["preset"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(slim(summary), indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(slim(summary, step_intervals=False), indent=1) + "\n").encode())
     return path
 
 
@@ -140,7 +140,7 @@ def load_results(
 ) -> dict:
     """A sweep's summary: the committed cache, or (``live=True``) a fresh run of the sweep, slimmed the same way."""
     if live:
-        return slim(sweep(what, preset, (0,), out, progress=False, lr=lr))
+        return slim(sweep(what, preset, (0,), out, progress=False, lr=lr), step_intervals=False)
     return json.loads(cache_path(what, preset).read_text())
 
 

@@ -75,8 +75,9 @@ def test_generator_rejects_something_else_than_a_random_random(family, bad_rng):
     [
         ("make_sum", {"count": 2}, ValueError, r"make_sum: count must be in \[3, max_value=9\], got 2"),
         ("make_sum", {"count": 8, "max_value": 7}, ValueError, r"count must be in \[3, max_value=7\], got 8"),
-        ("make_sum", {"min_pairs": 0}, ValueError, r"min_pairs must be in \[1, 2\], got 0"),
-        ("make_sum", {"min_pairs": 3}, ValueError, r"min_pairs must be in \[1, 2\], got 3"),
+        ("make_sum", {"min_pairs": 0}, ValueError, r"min_pairs must be in \[1, 1\], got 0"),
+        ("make_sum", {"min_pairs": 2}, ValueError, r"min_pairs must be in \[1, 1\], got 2"),
+        ("make_sum", {"count": 5, "min_pairs": 3}, ValueError, r"min_pairs must be in \[1, 2\], got 3"),
         ("make_sum", {"count": 5.0}, TypeError, r"make_sum: count must be an int, got float 5.0"),
         ("make_sum", {"count": "5"}, TypeError, r"make_sum: count must be an int, got str '5'"),
         ("make_sum", {"min_pairs": True}, TypeError, r"min_pairs must be an int, got bool"),
@@ -130,7 +131,12 @@ def test_every_answer_verifies_and_the_answer_set_is_complete(family):
 
 
 @pytest.mark.parametrize(
-    "family,kwargs", [("make_sum", {}), ("make_sum", {"count": 7, "max_value": 29}), ("make_sum", {"min_pairs": 2})]
+    "family,kwargs",
+    [
+        ("make_sum", {}),
+        ("make_sum", {"count": 7, "max_value": 29}),
+        ("make_sum", {"count": 5, "max_value": 19, "min_pairs": 2}),
+    ],
 )
 def test_make_sum_verifier_accepts_exactly_the_answer_set(family, kwargs):
     for ex in examples(family, seed=3, n=40, **kwargs):
@@ -257,7 +263,8 @@ def test_answer_counts_per_family():
         counts = [len(ex.answers) for ex in examples(family)]
         assert sum(c > 1 for c in counts) >= 0.9 * len(counts), family
         assert min(counts) >= 2  # both orders of a pair; at least two evens in a gap of six
-    assert max(len(ex.answers) for ex in examples("make_sum")) >= 4  # some targets have several pairs
+    # Three distinct numbers have three different pair sums: exactly one pair is right, in either order.
+    assert all(len(ex.answers) == 2 for ex in examples("make_sum"))
 
 
 # ---------------------------------------------------------------- the tokenizer
@@ -319,7 +326,12 @@ def test_shipped_data_is_correct_and_held_out():
     assert len(data.load_split("sft_train")) == data.SFT_TRAIN_SIZE
     pretrain = data.load_split("pretrain")
     assert len(pretrain) == data.PRETRAIN_SIZE
-    assert all(tasks.verify(r["prompt"], r["completion"]) and "=" not in r["completion"] for r in pretrain)
+    assert all("=" not in r["completion"] for r in pretrain)  # never the teacher's style
+    clean = [r for r in pretrain if tasks.family_of(r["prompt"]) != tasks.IN_DOMAIN]
+    assert all(tasks.verify(r["prompt"], r["completion"]) for r in clean)
+    in_domain = [r for r in pretrain if tasks.family_of(r["prompt"]) == tasks.IN_DOMAIN]
+    noisy = [tasks.verify(r["prompt"], r["completion"]) for r in in_domain]
+    assert abs(sum(noisy) / len(noisy) - tasks.PRETRAIN_SUM_CORRECT) < 0.02  # in-domain answers: 30% valid
     assert {tasks.family_of(r["prompt"]) for r in pretrain} == set(tasks.FAMILIES)
     for family in tasks.FAMILIES:
         records = data.load_split(f"eval/{family}")
