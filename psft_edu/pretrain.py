@@ -1,8 +1,9 @@
 """Pretraining the base models: plain next-token training on the mixture of all task families.
 
 It is the same :class:`~psft_edu.train.Trainer` with the ``sft`` objective, one
-mini-batch per global batch and a cosine schedule; only the data (every family,
-answers drawn uniformly from the valid set) makes it "pretraining".
+mini-batch per global batch and a cosine schedule; only the data makes it "pretraining":
+every family, clean answers drawn uniformly from the valid set, except ``make_sum``'s noisy
+ones (:func:`psft_edu.tasks.pretrain_completion`).
 """
 
 from __future__ import annotations
