@@ -109,7 +109,7 @@ def finetune(
 ) -> dict:
     """One fine-tuning run from the preset's base; returns its metrics, evals and final eval."""
     model, tokenizer = load_model(preset)
-    base_model, _ = load_model(preset)
+    base_model = copy.deepcopy(model).requires_grad_(False)  # the frozen base, for the KL evaluations
     cfg = TrainConfig(
         objective=spec.objective,
         lr=spec.lr,

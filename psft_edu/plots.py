@@ -25,7 +25,7 @@ def _style(run: dict, summary: dict) -> str:
 def epoch_steps(view: dict) -> int | None:
     """Optimiser steps per pass over the view's demonstrations (None when unknown)."""
     st = view.get("settings", {})
-    records = st.get("train_records") or st.get("dataset_size")
+    records = st.get("dataset_size")  # recorded by compare.run_view
     if not records or not st.get("global_batch"):
         return None
     return (records // st["global_batch"]) * (st["global_batch"] // st["mini_batch"])
