@@ -20,10 +20,12 @@ import math
 import os
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
+from .config import SettingError, choices_of
 from .models import PRESETS, preset_name
-from .objectives import OBJECTIVES, PSFT_CLIP
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -34,6 +36,46 @@ DEBUG_ENV = "PSFT_EDU_DEBUG"
 
 class FlagError(ValueError):
     """A command-line value that cannot work; the message names the flag."""
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a settings field: ``max_steps`` -> ``--max-steps``."""
+    return "--" + name.replace("_", "-")
+
+
+_FIELD_TYPES = {"str": str, "int": int, "float": float, "int | None": int}
+
+
+def add_settings(parser: argparse.ArgumentParser, cls: type, from_preset: tuple[str, ...] = ()) -> None:
+    """One flag per command-line field of the settings dataclass ``cls``: type, default, help text and
+    choices are the field's own (:func:`psft_edu.config.setting`). Fields named in ``from_preset``
+    default to the preset's budget instead (filled in by the command)."""
+    for f in fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        text, default = f.metadata["help"], f.default
+        if f.name in from_preset:
+            text, default = text + " (default: the preset's budget)", None
+        elif default is not None:
+            text += " (default: %(default)s)"
+        if f.type == "bool" and not default:
+            parser.add_argument(flag(f.name), action="store_true", help=f.metadata["help"])
+        elif f.type == "bool":  # on by default: --no-<name> turns it off
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=text)
+        else:
+            parser.add_argument(
+                flag(f.name), type=_FIELD_TYPES[f.type], default=default, choices=choices_of(f), help=text
+            )
+
+
+def settings_from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """An instance of the settings dataclass ``cls`` from the parsed flags (plus ``extra`` fields); a value
+    the dataclass refuses becomes a :class:`FlagError` that names the flag."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if f.metadata["cli"] and hasattr(args, f.name)}
+    try:
+        return cls(**{**values, **extra})
+    except SettingError as err:
+        raise FlagError(err.spelled(flag)) from None
 
 
 def _require(condition: bool, message: str) -> None:
@@ -63,9 +105,9 @@ def _check_out_folder(out: str | None) -> None:
     check_writable_folder(out)  # only the location: these commands manage the runs inside it themselves
 
 
-def _preset_arg(parser: argparse.ArgumentParser) -> None:
+def _preset_arg(parser: argparse.ArgumentParser, what: str = "model size") -> None:
     parser.add_argument(
-        "--preset", choices=list(PRESETS), default=None, help="model size (default: $PSFT_EDU_PRESET or small)"
+        "--preset", choices=list(PRESETS), default=None, help=f"{what} (default: $PSFT_EDU_PRESET or small)"
     )
 
 
@@ -129,44 +171,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .compare import make_eval_fn
     from .data import DATA_DIR, check_coverage, load_split, read_jsonl
+    from .evaluate import make_eval_fn
     from .train import TrainConfig, Trainer, check_device, check_model_fits, check_run_folder, load_model_for_run
 
     # Every check comes before anything is written to --out: flags, the folder, the data, the model.
-    check_train_flags(args)
+    spec = args.model or preset_name(args.preset)
+    cfg = settings_from_args(TrainConfig, args, init=str(spec))
     check_run_folder(args.out, args.resume, args.overwrite)
     records = read_jsonl(args.data) if args.data else load_split("sft_train")
-    val = load_split("sft_val")
-    spec = args.model or preset_name(args.preset)
-    cfg = TrainConfig(
-        objective=args.objective,
-        lr=args.lr,
-        max_steps=args.max_steps,
-        global_batch=args.global_batch,
-        mini_batch=args.mini_batch,
-        micro_batch=args.micro_batch,
-        clip=args.clip,
-        beta=args.beta,
-        never_refresh=args.never_refresh,
-        seed=args.seed,
-        max_length=args.max_length,
-        eval_every=args.eval_every,
-        save_every=args.save_every,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        compile=args.compile,
-        log_kl=not args.no_kl_log,
-        init=str(spec),
-    )
     check_device(args.device)
     model, tokenizer = load_model_for_run(spec, args.device)
     check_model_fits(model, tokenizer, cfg.max_length)
     check_coverage(args.data or Path(DATA_DIR) / "sft_train.jsonl", records, tokenizer)
     eval_fn = None
     if not args.no_eval and not args.data:
-        sizes = PRESETS[preset_name(args.preset)]
-        eval_fn = make_eval_fn(tokenizer, val, sizes.eval_prompts, sizes.eval_samples, args.seed)
+        eval_fn = make_eval_fn(tokenizer, load_split("sft_val"), cfg.eval_prompts, cfg.eval_samples, cfg.seed)
     trainer = Trainer(model, tokenizer, records, cfg, out=args.out, eval_fn=eval_fn)
     trainer.train(resume=args.resume)
     last = trainer.history[-1] if trainer.history else {}
@@ -176,32 +196,6 @@ def cmd_train(args) -> int:
     )
     print(f"model saved to {Path(args.out) / 'model'}")
     return 0
-
-
-def check_train_flags(args) -> None:
-    """Values of ``train``'s flags that could only fail (or silently do nothing) once training runs."""
-    _positive("--lr", args.lr, allow_none=False)
-    _positive("--max-steps", args.max_steps, allow_none=False)
-    _positive("--global-batch", args.global_batch, allow_none=False)
-    _positive("--mini-batch", args.mini_batch, allow_none=False)
-    _positive("--micro-batch", args.micro_batch)
-    _positive("--clip", args.clip, allow_none=False)
-    _not_negative("--beta", args.beta)
-    _not_negative("--warmup-steps", args.warmup_steps)
-    _not_negative("--eval-every", args.eval_every)
-    _not_negative("--save-every", args.save_every)
-    _require(
-        args.max_length >= 2, f"--max-length must be at least 2 (a prompt token and a target), got {args.max_length}"
-    )
-    _require(
-        args.global_batch % args.mini_batch == 0,
-        f"--global-batch ({args.global_batch}) must be a multiple of --mini-batch ({args.mini_batch})",
-    )
-    if args.micro_batch:
-        _require(
-            args.mini_batch % args.micro_batch == 0,
-            f"--mini-batch ({args.mini_batch}) must be a multiple of --micro-batch ({args.micro_batch})",
-        )
 
 
 def cmd_compare(args) -> int:
@@ -244,112 +238,172 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_rl(args) -> int:
-    from .cli_rl import main as rl_main
-    from .train import check_device
-
-    check_rl_flags(args)
-    _not_negative("--save-every", args.save_every)
-    check_device(args.device)
-
-    return rl_main(args)
-
-
-def cmd_rl_compare(args) -> int:
-    from .cli_rl import compare_main
-    from .train import check_device
-
-    check_rl_flags(args)
-    for flag in ("updates_per_step", "num_prompts", "eval_prompts", "eval_samples"):
-        _positive("--" + flag.replace("_", "-"), getattr(args, flag), allow_none=False)
-    _not_negative("--eval-every", args.eval_every)
-    check_device(args.device)
-    _check_out_folder(args.out)
-
-    return compare_main(args)
-
-
 def cmd_sweep(args) -> int:
-    from .sweep import main as sweep_main
+    from .sweep import KINDS, markdown_table, sweep
 
     _positive("--max-steps", args.max_steps)
     _positive("--lr", args.lr)
     _check_out_folder(args.out)
 
-    return sweep_main(args)
+    for what in KINDS if args.what == "all" else (args.what,):
+        summary = sweep(
+            what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps, lr=args.lr
+        )
+        print(f"\n{what} ({summary['seconds']} s): {Path(args.out) / what / 'summary.json'}")
+        print(markdown_table(summary))
+    return 0
 
 
-def check_rl_flags(args) -> None:
-    """GRPO settings shared by ``rl`` and ``rl-compare`` that cannot work."""
-    _positive("--lr", args.lr, allow_none=False)
-    _positive("--steps", args.steps, allow_none=False)
-    _positive("--prompts-per-step", args.prompts_per_step, allow_none=False)
-    _require(args.group_size >= 2, f"--group-size must be at least 2, got {args.group_size}")
-    _not_negative("--clip-low", args.clip_low)
-    _positive("--clip-high", args.clip_high, allow_none=False)
-    _not_negative("--beta", args.beta)
+def cmd_rl(args) -> int:
+    from . import tasks
+    from .data import DataError, eval_prompts, uncovered_characters
+    from .evaluate import evaluate_model
+    from .grpo_loop import RLConfig, grpo, load_prompts
+    from .runs import check_device, check_model_fits, check_run_folder, load_model_for_run
+
+    cfg = settings_from_args(RLConfig, args, init=str(args.init))
+    check_device(args.device)
+    prompts = load_prompts(args.split)  # the data is checked before anything is written
+    check_run_folder(args.out, args.resume, args.overwrite)
+    model, tokenizer = load_model_for_run(args.init, args.device)
+    check_model_fits(model, tokenizer)
+    uncovered = uncovered_characters(tokenizer, prompts)
+    if uncovered:
+        raise DataError(
+            f"{args.split}: prompts hold characters the tokenizer cannot encode: " + " ".join(map(repr, uncovered))
+        )
+    per_family = {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES}
+
+    def eval_fn(m, step: int) -> dict:  # noqa: ARG001 (grpo passes the step)
+        return evaluate_model(m, tokenizer, per_family, cfg.eval_samples, seed=cfg.seed)
+
+    history = grpo(model, tokenizer, prompts, cfg, out=args.out, eval_fn=eval_fn, resume=args.resume)
+    if history:
+        first, last = history[0], history[-1]
+        print(
+            f"done: {last['step']} steps; reward {first['reward']:.3f} -> {last['reward']:.3f}, "
+            f"entropy {last['entropy']:.3f}"
+        )
+    summary = json.loads((Path(args.out) / "evals.jsonl").read_text().splitlines()[-1]).get("summary", {})
+    finite = {k: v for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)}
+    if finite:
+        print("final evaluation: " + "  ".join(f"{k}={v:.3f}" for k, v in finite.items()))
+    print(f"model saved to {Path(args.out) / 'model'}")
+    return 0
 
 
-def _rl_args(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
-    """GRPO settings shared by ``rl`` and ``rl-compare`` (see :func:`psft_edu.cli_rl.config_from_args`)."""
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--prompts-per-step", type=int, default=16)
-    parser.add_argument("--clip-low", type=float, default=0.2)
-    parser.add_argument("--clip-high", type=float, default=PSFT_CLIP)
-    parser.add_argument("--beta", type=float, default=0.0, help="KL-to-reference weight")
+def _rl_starts(args) -> dict[str, str]:
+    """``rl-compare``'s starting checkpoints by run name: ``--sft``, ``--psft`` and every ``--init NAME=PATH``."""
+    suffix = f"_{args.tag}" if args.tag else ""
+    inits = {f"sft{suffix}": args.sft, f"psft{suffix}": args.psft}
+    for item in args.init or []:
+        name, sep, path = item.partition("=")
+        _require(bool(sep and name and path), f"--init takes NAME=PATH, got {item!r}")
+        inits[name] = path
+    for name, path in inits.items():
+        if not Path(path).is_dir() and path not in PRESETS and not path.startswith("hf:"):
+            raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
+    return inits
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces parsed ``args`` (recorded in results)."""
+    import shlex
+
+    words = ["python", "-m", "psft_edu", args.command]
+    for key, value in vars(args).items():
+        if key in ("func", "command") or value is None or value is False:
+            continue
+        if value is True:
+            words.append(flag(key))
+        elif isinstance(value, list):  # options given several times (action="append")
+            for item in value:
+                words += [flag(key), str(item)]
+        else:
+            words += [flag(key), str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def cmd_rl_compare(args) -> int:
+    from . import tasks
+    from .data import atomic_write_bytes, eval_prompts
+    from .grpo_loop import RLConfig
+    from .models import get_preset
+    from .rl_experiment import conditions, format_table, rl_after_finetuning, training_prompts
+    from .train import check_device
+
+    budget = get_preset(args.preset).rl
+    for name, value in {**budget.config_kwargs(), "num_prompts": budget.num_prompts}.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)  # the recorded command then states every value
+    cfg = settings_from_args(RLConfig, args)
+    _positive("--num-prompts", args.num_prompts)
+    _not_negative("--show-prompts", args.show_prompts)
+    check_device(args.device)
+    _check_out_folder(args.out)
+    inits = _rl_starts(args)
+    prompts = training_prompts(args.split, args.num_prompts, args.prompt_seed)  # checked before anything is written
+    made = (
+        {"num_prompts": args.num_prompts, "prompt_seed": args.prompt_seed} if args.split.startswith("generated") else {}
+    )
+    result = rl_after_finetuning(
+        inits,
+        prompts,
+        cfg,
+        {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES},
+        cfg.eval_samples,
+        out=args.out,
+        progress=True,
+        show_prompts=eval_prompts(tasks.IN_DOMAIN, args.show_prompts),
+        command=command_line(args),
+        device=args.device,
+        extra_settings={"split": args.split, **made},
+    )
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps(result, separators=(",", ":")).encode())
+    print("\n" + format_table(result))
+    if any(len(names) > 1 for names in conditions(result).values()):
+        print("\nmean over seeds (± sample std of the final value):\n" + format_table(result, by_condition=True))
+    print(
+        f"(reward, pass@k, entropy, distinct and zero-signal: mean of the first -> last 5 steps; in-domain and OOD: "
+        f"sampled accuracy before -> after RL)\nresults: {Path(args.out) / 'rl_compare.json'}"
+    )
+    return 0
+
+
+def _resume_help(resumable: tuple[str, ...]) -> str:
+    changeable = ", ".join(flag(name) for name in resumable)
+    return f"continue from --out/checkpoint.pt (only {changeable} may change)"
 
 
 def _add_train_command(sub) -> None:
-    """The ``train`` command: fine-tune with one objective."""
+    """The ``train`` command: every :class:`~psft_edu.train.TrainConfig` field, plus where from and to."""
+    from .train import RESUMABLE_SETTINGS, TrainConfig
+
     p = sub.add_parser("train", help="fine-tune with one objective")
-    p.add_argument("--objective", default="psft", choices=list(OBJECTIVES))
     _preset_arg(p)
     p.add_argument("--model", default=None, help="folder or hf:<id> instead of the preset's base")
     p.add_argument("--data", default=None, help="prompt/completion JSONL instead of data/sft_train.jsonl")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=192)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--global-batch", type=int, default=256)
-    p.add_argument("--mini-batch", type=int, default=32)
-    p.add_argument("--micro-batch", type=int, default=None)
-    p.add_argument("--clip", type=float, default=PSFT_CLIP)
-    p.add_argument("--beta", type=float, default=0.1)
-    p.add_argument("--never-refresh", action="store_true", help="PSFT: keep the base model as the old policy")
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
-    p.add_argument("--warmup-steps", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=50)
-    p.add_argument("--no-eval", action="store_true")
-    p.add_argument("--no-kl-log", action="store_true", help="skip logging KL to the base model (saves a forward)")
-    p.add_argument("--compile", action="store_true", help="torch.compile (CUDA only)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from --out/checkpoint.pt (only --max-steps, --eval-every, --save-every may change)",
-    )
+    p.add_argument("--out", required=True, help="run folder: metrics, evaluations, checkpoint and final model")
+    add_settings(p, TrainConfig)
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluations (always skipped with --data)")
+    p.add_argument("--resume", action="store_true", help=_resume_help(RESUMABLE_SETTINGS))
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
 
 def _add_rl_commands(sub) -> None:
-    """The ``rl`` and ``rl-compare`` commands (GRPO; handlers in :mod:`psft_edu.cli_rl`)."""
+    """The ``rl`` and ``rl-compare`` commands: every :class:`~psft_edu.grpo_loop.RLConfig` field, plus their own."""
+    from .grpo_loop import RL_RESUMABLE_SETTINGS, RLConfig
+    from .presets import RLBudget
+
     p = sub.add_parser("rl", help="GRPO on the harder in-domain split, from a checkpoint")
     p.add_argument("--init", required=True, help="checkpoint folder (or preset) to start from")
     p.add_argument("--out", required=True)
-    _rl_args(p, steps=30, lr=1e-4)
-    p.add_argument("--split", default="rl_hard")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=10)
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from --out/checkpoint.pt (only --steps and --save-every may change)",
-    )
+    p.add_argument("--split", default="rl_hard", help="a shipped split or a JSONL file of prompts")
+    add_settings(p, RLConfig)
+    p.add_argument("--resume", action="store_true", help=_resume_help(RL_RESUMABLE_SETTINGS))
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl)
@@ -362,28 +416,28 @@ def _add_rl_commands(sub) -> None:
         "--init", action="append", default=None, metavar="NAME=PATH", help="another start (repeatable), e.g. base=small"
     )
     p.add_argument("--out", required=True)
-    _rl_args(p, steps=60, lr=3e-4)
-    p.add_argument("--updates-per-step", type=int, default=2)
+    _preset_arg(p, "whose RL budget sets the defaults below")
+    add_settings(p, RLConfig, from_preset=tuple(f.name for f in fields(RLBudget)))
     p.add_argument(
         "--split",
         default="generated",
         help="'generated' (new make_sum prompts, none from data/), 'generated-hard', a shipped split or a JSONL file",
     )
-    p.add_argument("--num-prompts", type=int, default=512, help="with --split generated*")
+    p.add_argument(
+        "--num-prompts", type=int, default=None, help="with --split generated*: how many (default: the preset's)"
+    )
     p.add_argument("--prompt-seed", type=int, default=1, help="with --split generated*")
-    p.add_argument("--eval-prompts", type=int, default=64, help="per family")
-    p.add_argument("--eval-samples", type=int, default=8)
-    p.add_argument("--eval-every", type=int, default=10)
     p.add_argument(
         "--show-prompts", type=int, default=4, help="in-domain prompts whose samples are kept at every evaluation"
     )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the result here (e.g. notebooks/results/rl_small.json)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl_compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sweep import KINDS
+
     parser = argparse.ArgumentParser(prog="python -m psft_edu", description="Proximal SFT, from first principles.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -442,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
     _preset_arg(p)
-    p.add_argument("--what", default="all", choices=["neighbours", "clip", "refresh", "lr", "all"])
+    p.add_argument("--what", default="all", choices=[*KINDS, "all"])
     p.add_argument("--seeds", type=int, nargs="*", default=None)
     p.add_argument("--out", default="runs/sweep")
     p.add_argument("--max-steps", type=int, default=None)

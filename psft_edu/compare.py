@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 
 from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
-from .evaluate import demonstration_metrics, evaluate_model, sample
+from .evaluate import make_eval_fn, sample
 from .models import get_preset, load_model
 from .objectives import PSFT_CLIP
 from .presets import PRESETS, CompareSettings
@@ -78,22 +77,6 @@ def sample_table(model: torch.nn.Module, tokenizer, seed: int = 0, per_prompt: i
     prompts = [p for f in tasks.FAMILIES for p in eval_prompts(f, SAMPLE_PROMPTS if f == tasks.IN_DOMAIN else 1)]
     drawn = sample(model, tokenizer, prompts, per_prompt, temperature=1.0, seed=seed)
     return dict(zip(prompts, drawn.texts))
-
-
-def make_eval_fn(
-    tokenizer, val_records: list[dict], prompts: int, samples: int, seed: int, reference: torch.nn.Module | None = None
-) -> Callable:
-    """One evaluation protocol: verifier metrics, entropy and exact KL to ``reference`` on own samples,
-    and entropy/NLL on held-out demonstrations. Every call uses the same prompts and sampling seed."""
-    per_family = {f: eval_prompts(f, prompts) for f in tasks.FAMILIES}
-
-    def evaluate(model: torch.nn.Module, step: int) -> dict:  # noqa: ARG001 (the trainer passes the step)
-        result = evaluate_model(model, tokenizer, per_family, samples, seed=seed, reference=reference)
-        demo = demonstration_metrics(model, tokenizer, val_records)
-        families = {f: r for f, r in result.items() if f != "summary"}
-        return {"families": families, **result["summary"], **{f"demo_{k}": v for k, v in demo.items()}}
-
-    return evaluate
 
 
 def finetune(

@@ -9,13 +9,14 @@ those samples; separately, entropy and KL on demonstrations.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from . import tasks
-from .data import collate, encode_records
+from .data import collate, encode_records, eval_prompts
 from .objectives import exact_kl, kl_to_reference, masked_mean, token_entropy, token_logprobs
 
 
@@ -244,3 +245,19 @@ def demonstration_metrics(
     if reference is None:
         out.pop("kl_to_base")
     return out
+
+
+def make_eval_fn(
+    tokenizer, val_records: list[dict], prompts: int, samples: int, seed: int, reference: torch.nn.Module | None = None
+) -> Callable:
+    """One evaluation protocol: verifier metrics, entropy and exact KL to ``reference`` on own samples,
+    and entropy/NLL on held-out demonstrations. Every call uses the same prompts and sampling seed."""
+    per_family = {f: eval_prompts(f, prompts) for f in tasks.FAMILIES}
+
+    def evaluate(model: torch.nn.Module, step: int) -> dict:  # noqa: ARG001 (the trainer passes the step)
+        result = evaluate_model(model, tokenizer, per_family, samples, seed=seed, reference=reference)
+        demo = demonstration_metrics(model, tokenizer, val_records)
+        families = {f: r for f, r in result.items() if f != "summary"}
+        return {"families": families, **result["summary"], **{f"demo_{k}": v for k, v in demo.items()}}
+
+    return evaluate

@@ -42,6 +42,7 @@ from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
 from . import tasks
+from .config import SettingError, check_settings, setting
 from .data import Batch, collate, load_split, read_jsonl
 from .evaluate import Samples, sample
 from .objectives import group_advantages
@@ -70,41 +71,44 @@ RL_RESUMABLE_SETTINGS = ("steps", "save_every", "eval_every", "eval_prompts", "e
 
 @dataclass
 class RLConfig:
-    """Settings of one GRPO run."""
+    """Settings of one GRPO run; each field is also a flag of ``python -m psft_edu rl`` and ``rl-compare``."""
 
-    lr: float = 1e-4
-    steps: int = 30  # sampled batches; each gives ``updates_per_step`` optimiser steps
-    group_size: int = 8  # completions per prompt
-    prompts_per_step: int = 16
-    clip_low: float = 0.2
-    clip_high: float = obj.PSFT_CLIP  # clip-higher, as in DAPO (the same epsilon as PSFT)
-    beta: float = 0.0  # weight of the KL-to-reference penalty (k3 estimator); 0: none
-    updates_per_step: int = 2  # mini-batches (optimiser steps) per frozen old policy
-    temperature: float = 1.0
-    max_new_tokens: int = 16
-    agg: str = "token-mean"
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    save_every: int = 0  # 0: only at the end
-    eval_every: int = 0  # 0: only at the end (when an eval_fn is given)
-    eval_prompts: int = 32  # used by the command line's evaluation
-    eval_samples: int = 4
-    init: str = ""  # what the model was loaded from, recorded in config.json
+    lr: float = setting(1e-4, "peak learning rate (AdamW)", check="positive")
+    steps: int = setting(30, "sampled batches; each gives --updates-per-step optimiser steps", check="positive")
+    group_size: int = setting(8, "completions sampled per prompt (at least 2)", check="positive")
+    prompts_per_step: int = setting(16, "prompts per sampled batch", check="positive")
+    clip_low: float = setting(
+        0.2, "lower clip: the ratio of a below-average completion stops at 1 - this", check="non-negative"
+    )
+    clip_high: float = setting(obj.PSFT_CLIP, "upper clip (clip-higher, as in DAPO; PSFT's epsilon)", check="positive")
+    beta: float = setting(0.0, "weight of the KL-to-reference penalty (k3 estimator); 0: none", check="non-negative")
+    updates_per_step: int = setting(2, "optimiser steps (mini-batches) per frozen old policy", check="positive")
+    temperature: float = setting(1.0, "sampling temperature", check="positive")
+    max_new_tokens: int = setting(16, "longest sampled completion in tokens", check="positive")
+    agg: str = setting("token-mean", "how token losses are averaged", choices=obj.AGGREGATIONS)
+    weight_decay: float = setting(0.0, "AdamW weight decay", check="non-negative")
+    grad_clip: float = setting(1.0, "gradient-norm clipping threshold", check="positive")
+    seed: int = setting(0, "seed of prompt order, sampling and evaluation")
+    save_every: int = setting(0, "steps between checkpoints; 0: only at the end and on Ctrl-C", check="non-negative")
+    eval_every: int = setting(0, "steps between evaluations; 0: only at the end", check="non-negative")
+    eval_prompts: int = setting(32, "evaluation prompts per task family", check="positive")
+    eval_samples: int = setting(4, "samples per evaluation prompt (k of pass@k)", check="positive")
+    init: str = setting("", "what the model was loaded from, recorded in config.json", cli=False)
 
     def __post_init__(self) -> None:
-        if self.steps <= 0 or self.lr <= 0:
-            raise ValueError("steps and lr must be positive")
+        check_settings(self)
         if self.group_size < 2:
-            raise ValueError(
-                f"group_size must be at least 2 (advantages compare samples of one prompt), got {self.group_size}"
+            raise SettingError(
+                f"{{0}} must be at least 2 (advantages compare samples of one prompt), got {self.group_size}",
+                "group_size",
             )
-        if self.prompts_per_step <= 0 or self.updates_per_step <= 0:
-            raise ValueError("prompts_per_step and updates_per_step must be positive")
         if self.updates_per_step > self.prompts_per_step * self.group_size:
-            raise ValueError("updates_per_step cannot exceed the number of samples per step")
-        if self.agg not in obj.AGGREGATIONS:
-            raise ValueError(f"agg must be one of {obj.AGGREGATIONS}, got {self.agg!r}")
+            raise SettingError(
+                "{0} cannot exceed the samples per step ({1} x {2})",
+                "updates_per_step",
+                "prompts_per_step",
+                "group_size",
+            )
 
 
 # ---------------------------------------------------------------- pure pieces

@@ -2,7 +2,7 @@
 
 A preset says how big the model is and how much work each experiment does at that size:
 pretraining the base model, the evaluation protocol, the comparison's main and prolonged
-views (:mod:`psft_edu.compare`, :mod:`psft_edu.sweep`) and the speed benchmark
+views (:mod:`psft_edu.compare`, :mod:`psft_edu.sweep`), the RL stage after them and the speed benchmark
 (:mod:`psft_edu.bench`). Adding a preset is one more entry in :data:`PRESETS`; everything
 else (``--preset`` choices, ``models.PRESETS``, ``compare.SETTINGS``, ...) is read from here.
 """
@@ -54,6 +54,24 @@ class BenchBudget:
 
 
 @dataclass(frozen=True)
+class RLBudget:
+    """The RL stage at one preset (``python -m psft_edu rl-compare``): GRPO from each fine-tuned model."""
+
+    steps: int  # sampled batches of GRPO
+    lr: float
+    updates_per_step: int  # optimiser steps per frozen old policy
+    eval_every: int  # GRPO steps between evaluations
+    eval_prompts: int  # prompts per family at every evaluation
+    eval_samples: int  # samples per prompt (k of pass@k)
+    num_prompts: int  # fresh in-domain training prompts generated for the stage
+
+    def config_kwargs(self) -> dict[str, float | int]:
+        """The :class:`~psft_edu.grpo_loop.RLConfig` fields this budget sets."""
+        return {k: getattr(self, k) for k in ("steps", "lr", "updates_per_step", "eval_every", "eval_prompts",
+                                              "eval_samples")}
+
+
+@dataclass(frozen=True)
 class Preset:
     """Size of the model and the budgets that go with it (build with keywords)."""
 
@@ -70,6 +88,7 @@ class Preset:
     eval_samples: int  # samples per prompt (k of pass@k)
     compare: CompareSettings  # the comparison's main view (compare.SETTINGS)
     long: CompareSettings  # its prolonged view (compare.LONG_SETTINGS)
+    rl: RLBudget  # the RL stage after fine-tuning
     bench: BenchBudget
 
 
@@ -94,6 +113,8 @@ PRESETS: dict[str, Preset] = {
                 max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=48,
                 eval_prompts=16, eval_samples=4, seeds=(0,), train_records=128,
             ),
+            rl=RLBudget(steps=20, lr=3e-4, updates_per_step=2, eval_every=10, eval_prompts=16, eval_samples=4,
+                        num_prompts=256),
             bench=_CPU_BENCH,
         ),
         # A laptop CPU: the default of `make compare`.
@@ -108,6 +129,9 @@ PRESETS: dict[str, Preset] = {
                 max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=48,
                 eval_prompts=24, eval_samples=8, seeds=(0, 1, 2), train_records=128,
             ),
+            # notebooks/results/rl_small.json was made with this budget.
+            rl=RLBudget(steps=60, lr=3e-4, updates_per_step=2, eval_every=20, eval_prompts=64, eval_samples=8,
+                        num_prompts=512),
             bench=_CPU_BENCH,
         ),
         # GPT-2 124M (12 layers, 768 wide, 12 heads, 1024 context, GPT-2's vocabulary size): one GPU.
@@ -122,6 +146,9 @@ PRESETS: dict[str, Preset] = {
                 max_steps=288, global_batch=256, mini_batch=32, high_lr=1e-4, low_lr=1e-5, eval_every=32,
                 eval_prompts=64, eval_samples=8, seeds=(0, 1, 2), train_records=256,
             ),
+            # A first guess scaled from `small` (a lower rate for the larger model); not yet run on a GPU.
+            rl=RLBudget(steps=100, lr=3e-5, updates_per_step=2, eval_every=20, eval_prompts=128, eval_samples=8,
+                        num_prompts=1024),
             bench=BenchBudget(
                 global_batch=64, mini_batch=8, max_length=1024, records=512, steps=32, synthetic_length=1024,
                 from_scratch=True,
@@ -151,4 +178,4 @@ def preset_of_shape(n_layer: int, n_head: int, n_embd: int) -> str:
     return "custom"
 
 
-__all__ = ["PRESETS", "PRESET_ENV", "BenchBudget", "CompareSettings", "Preset", "get_preset", "preset_name"]
+__all__ = ["PRESETS", "PRESET_ENV", "BenchBudget", "CompareSettings", "Preset", "RLBudget", "get_preset", "preset_name"]

@@ -3,12 +3,11 @@
 The algorithm (:class:`RLConfig`, :func:`grpo`, :func:`update_policy`, ...) lives in
 :mod:`psft_edu.grpo_loop`; the experiment (:func:`rl_after_finetuning` and its tables) in
 :mod:`psft_edu.rl_experiment`; the ``rl`` and ``rl-compare`` command handlers in
-:mod:`psft_edu.cli_rl`.
+:mod:`psft_edu.__main__` with every other command.
 """
 
 from __future__ import annotations
 
-from .cli_rl import _command_line, compare_main, config_from_args, main
 from .grpo_loop import (
     RL_RESUMABLE_SETTINGS,
     RLConfig,
@@ -34,19 +33,15 @@ from .rl_experiment import (
 __all__ = [
     "RL_RESUMABLE_SETTINGS",
     "RLConfig",
-    "_command_line",
     "_summary_row",
     "aggregate_table",
-    "compare_main",
     "condition_of",
     "conditions",
-    "config_from_args",
     "format_table",
     "fresh_prompts",
     "group_advantages",
     "grpo",
     "load_prompts",
-    "main",
     "prompts_for_step",
     "rl_after_finetuning",
     "rollout_batch",

@@ -153,6 +153,7 @@ def rl_after_finetuning(
     show_samples: int = 6,
     command: str = "",
     device: str | None = None,
+    extra_settings: dict | None = None,
 ) -> dict:
     """GRPO from each checkpoint in ``inits`` with one config and seed; a JSON-able result.
 
@@ -168,7 +169,8 @@ def rl_after_finetuning(
     :func:`grpo` (reward, pass@k, entropy, distinct_valid, zero_signal_groups, clip
     statistics...), ``evals`` the evaluations (``step``, :func:`psft_edu.evaluate.evaluate_model`'s
     families and ``summary``, ``samples``), ``before``/``after`` the first and last of them,
-    ``table`` the headline numbers of :func:`_summary_row`. With ``out``, each run's files
+    ``table`` the headline numbers of :func:`_summary_row`; ``extra_settings`` (e.g. how the prompts
+    were made) are recorded with the settings. With ``out``, each run's files
     go to ``out/<name>/`` and the result to ``out/rl_compare.json``.
     """
     import time
@@ -206,7 +208,10 @@ def rl_after_finetuning(
         }
     result = {
         "preset": preset,
-        "settings": _settings(cfg, eval_prompts_per_family, samples, len(prompts), show_prompts, show_samples),
+        "settings": {
+            **_settings(cfg, eval_prompts_per_family, samples, len(prompts), show_prompts, show_samples),
+            **(extra_settings or {}),
+        },
         "command": command,
         "runs": runs,
     }

@@ -177,15 +177,14 @@ def pareto_front(
     return [n for n, a in score.items() if not dominated(a)]
 
 
-def main(args) -> int:
-    kinds = ["neighbours", "clip", "refresh", "lr"] if args.what == "all" else [args.what]
-    for what in kinds:
-        summary = sweep(what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps,
-                        lr=getattr(args, "lr", None))
-        print(f"\n{what} ({summary['seconds']} s): {Path(args.out) / what / 'summary.json'}")
-        print("| run | in-domain acc | OOD acc | demo entropy | distinct valid |\n| --- | --- | --- | --- | --- |")
-        for name, run in summary["runs"].items():
-            f = run["final"]
-            print(f"| {name} | {100 * f['in_domain_accuracy']['mean']:.1f} | {100 * f['ood_accuracy']['mean']:.1f} | "
-                  f"{f['entropy']['mean']:.3f} | {f['distinct_valid']['mean']:.2f} |")
-    return 0
+KINDS = ("neighbours", "clip", "refresh", "lr")  # what `--what all` runs, in order
+
+
+def markdown_table(summary: dict) -> str:
+    """Final metrics of every run of a sweep's summary, as a Markdown table."""
+    lines = ["| run | in-domain acc | OOD acc | demo entropy | distinct valid |", "| --- | --- | --- | --- | --- |"]
+    for name, run in summary["runs"].items():
+        f = run["final"]
+        lines.append(f"| {name} | {100 * f['in_domain_accuracy']['mean']:.1f} | {100 * f['ood_accuracy']['mean']:.1f} "
+                     f"| {f['entropy']['mean']:.3f} | {f['distinct_valid']['mean']:.2f} |")
+    return "\n".join(lines)

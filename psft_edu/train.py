@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
+from .config import SettingError, check_settings, setting
 from .data import Batch, collate, encode_records
 from .runs import (  # the run machinery lives in runs; these names stay importable from here
     Interrupted,
@@ -54,44 +55,58 @@ OBJECTIVES = obj.OBJECTIVES  # the registry: name -> objectives.Objective
 
 @dataclass
 class TrainConfig:
-    """Settings of one fine-tuning run (defaults follow the paper where it gives them)."""
+    """Settings of one fine-tuning run; each field is also a flag of ``python -m psft_edu train``.
 
-    objective: str = "psft"
-    lr: float = 1e-4
-    max_steps: int = 64  # optimiser steps
-    global_batch: int = 256  # sequences per frozen old policy
-    mini_batch: int = 32  # sequences per optimiser step; K = global_batch / mini_batch
-    micro_batch: int | None = None  # gradient accumulation when a mini-batch does not fit
-    clip: float = obj.PSFT_CLIP  # PSFT's epsilon (upper bound; the only one that binds with A = 1)
-    beta: float = obj.KL_BETA  # KL weight of sft_kl and asft
-    agg: str = "token-mean"
-    never_refresh: bool = False  # PSFT's old policy stays the base model for the whole run
-    warmup_steps: int = 10
-    schedule: str = "constant"  # or "cosine"
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    max_length: int = 64
-    log_kl: bool = True  # log KL to the base model every step (one extra no-grad forward)
-    eval_every: int = 0  # 0: only at the end; checked between global batches
-    eval_prompts: int = 32
-    eval_samples: int = 4
-    save_every: int = 0  # 0: only at the end; checked between global batches
-    compile: bool = False
-    init: str = ""  # what the model was loaded from, recorded for --resume
+    Defaults suit the ``small`` preset (the comparison's gentler rate and its main view's length).
+    """
+
+    objective: str = setting("psft", "what to optimise (objectives.OBJECTIVES)", choices=lambda: list(obj.OBJECTIVES))
+    lr: float = setting(1e-4, "peak learning rate (AdamW)", check="positive")
+    max_steps: int = setting(160, "optimiser steps (mini-batches) in the whole run", check="positive")
+    global_batch: int = setting(256, "sequences per frozen old policy (a multiple of --mini-batch)", check="positive")
+    mini_batch: int = setting(32, "sequences per optimiser step; K = global_batch / mini_batch", check="positive")
+    micro_batch: int | None = setting(
+        None, "sequences per forward (gradient accumulation); default: the whole mini-batch", check="positive"
+    )
+    clip: float = setting(obj.PSFT_CLIP, "PSFT's epsilon: the ratio is clipped at 1 + epsilon", check="positive-or-inf")
+    beta: float = setting(obj.KL_BETA, "KL-to-base weight of sft_kl and asft", check="non-negative")
+    agg: str = setting("token-mean", "how token losses are averaged", choices=obj.AGGREGATIONS)
+    never_refresh: bool = setting(False, "PSFT: keep the base model as the old policy for the whole run")
+    warmup_steps: int = setting(10, "linear warm-up steps", check="non-negative")
+    schedule: str = setting("constant", "learning-rate schedule after warm-up", choices=("constant", "cosine"))
+    weight_decay: float = setting(0.1, "AdamW weight decay", check="non-negative")
+    grad_clip: float = setting(1.0, "gradient-norm clipping threshold", check="positive")
+    seed: int = setting(0, "seed of the data order and of the evaluation's sampling")
+    max_length: int = setting(64, "longest sequence in tokens (prompt + completion)", check="positive")
+    log_kl: bool = setting(True, "log KL to the base model every step (one extra no-grad forward)")
+    eval_every: int = setting(0, "optimiser steps between evaluations; 0: only at the end", check="non-negative")
+    eval_prompts: int = setting(32, "evaluation prompts per task family", check="positive")
+    eval_samples: int = setting(4, "samples per evaluation prompt (k of pass@k)", check="positive")
+    save_every: int = setting(
+        0, "optimiser steps between checkpoints; 0: only at the end and on Ctrl-C", check="non-negative"
+    )
+    compile: bool = setting(False, "torch.compile the model (CUDA only)")
+    init: str = setting("", "what the model was loaded from, recorded for --resume", cli=False)
 
     def __post_init__(self) -> None:
         obj.get_objective(self.objective)  # ValueError for a name that is not registered
-        if self.mini_batch <= 0 or self.global_batch % self.mini_batch:
-            raise ValueError(f"global_batch ({self.global_batch}) must be a multiple of mini_batch ({self.mini_batch})")
-        if self.micro_batch is not None and (self.micro_batch <= 0 or self.mini_batch % self.micro_batch):
-            raise ValueError(f"mini_batch ({self.mini_batch}) must be a multiple of micro_batch ({self.micro_batch})")
-        if self.agg not in obj.AGGREGATIONS:
-            raise ValueError(f"agg must be one of {obj.AGGREGATIONS}, got {self.agg!r}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.max_steps <= 0 or self.lr <= 0:
-            raise ValueError("max_steps and lr must be positive")
+        check_settings(self)
+        if self.max_length < 2:
+            raise SettingError(
+                f"{{0}} must be at least 2 (a prompt token and a target), got {self.max_length}", "max_length"
+            )
+        if self.global_batch % self.mini_batch:
+            raise SettingError(
+                f"{{0}} ({self.global_batch}) must be a multiple of {{1}} ({self.mini_batch})",
+                "global_batch",
+                "mini_batch",
+            )
+        if self.micro_batch is not None and self.mini_batch % self.micro_batch:
+            raise SettingError(
+                f"{{0}} ({self.mini_batch}) must be a multiple of {{1}} ({self.micro_batch})",
+                "mini_batch",
+                "micro_batch",
+            )
 
     @property
     def refresh_every(self) -> int:

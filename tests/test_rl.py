@@ -409,8 +409,8 @@ def test_rl_compare_cli_missing_checkpoint_is_a_clean_error(tmp_path: Path, caps
 def test_recorded_command_parses_back_to_the_same_arguments() -> None:
     import shlex
 
-    from psft_edu.__main__ import build_parser
-    from psft_edu.rl import _command_line, aggregate_table, condition_of
+    from psft_edu.__main__ import build_parser, command_line
+    from psft_edu.rl import aggregate_table, condition_of
 
     argv = [
         "rl-compare",
@@ -429,7 +429,7 @@ def test_recorded_command_parses_back_to_the_same_arguments() -> None:
         "--steps",
         "5",
     ]
-    command = _command_line(build_parser().parse_args(argv))
+    command = command_line(build_parser().parse_args(argv))
     again = vars(build_parser().parse_args(shlex.split(command)[3:]))
     first = vars(build_parser().parse_args(argv))
     again.pop("func"), first.pop("func")

@@ -109,10 +109,10 @@ def test_resume_refuses_other_settings_and_allows_more_steps(tmp_path, capsys):
     saved_config = (out / "config.json").read_text()
     saved_metrics = (out / "metrics.jsonl").read_text()
     capsys.readouterr()
-    code = train_cli(out, "--resume", "--objective", "sft", "--lr", "1e-4", "--seed", "7")
+    code = train_cli(out, "--resume", "--objective", "sft", "--lr", "3e-4", "--seed", "7")
     line = one_error_line(capsys)
     assert code == 2
-    for name in ("objective: 'psft' -> 'sft'", "lr: 0.001 -> 0.0001", "seed: 0 -> 7"):
+    for name in ("objective: 'psft' -> 'sft'", "lr: 0.0001 -> 0.0003", "seed: 0 -> 7"):
         assert name in line
     assert (out / "config.json").read_text() == saved_config
     assert (out / "metrics.jsonl").read_text() == saved_metrics
@@ -344,7 +344,7 @@ def test_bad_flags_stop_with_one_line_and_exit_2(case, tmp_path, capsys, monkeyp
     def ran(*args, **kwargs):
         raise AssertionError("the command ran (with its defaults) instead of refusing the flag")
 
-    for module, name in ((psft_edu.compare, "compare"), (psft_edu.sweep, "main"), (psft_edu.bench, "run_bench")):
+    for module, name in ((psft_edu.compare, "compare"), (psft_edu.sweep, "sweep"), (psft_edu.bench, "run_bench")):
         monkeypatch.setattr(module, name, ran)
     argv, named = FLAG_CASES[case]
     out = tmp_path / "run"
