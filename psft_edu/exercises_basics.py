@@ -6,21 +6,22 @@ import math
 from typing import Any
 
 from .exercises_common import (
+    _attempt,
     _close,
-    _not_a_number,
-    _not_attempted,
-    _number,
-    _per_item,
+    _items,
+    _one_number,
+    _one_scalar,
     _report,
-    _scalar,
+    checker,
 )
 
 # ---------------------------------------------------------------- 01 language modelling as an MDP
 
+
+@checker
 def check_action_space(answer: Any, tokenizer: Any) -> bool | None:
     """01, exercise 1: how many actions does the policy choose from at every step?"""
-    if _not_attempted(answer, "an action is one token; the policy spreads its probability over the whole vocabulary."):
-        return None
+    _attempt(answer, "an action is one token; the policy spreads its probability over the whole vocabulary.")
     size = len(tokenizer)
     specials = len(set(tokenizer.all_special_ids))
     if answer == size:
@@ -34,12 +35,10 @@ def check_action_space(answer: Any, tokenizer: Any) -> bool | None:
     return _report(False, f"count the tokens the model can output (hint: len(tokenizer)); you gave {answer!r}.")
 
 
+@checker
 def check_sequence_count(answer: Any, vocab_size: int, length: int) -> bool | None:
     """01, exercise 2: how many different action sequences of ``length`` steps exist?"""
-    if _not_attempted(
-        answer, "at each of the steps any of the vocab_size actions can be taken, independently of the others."
-    ):
-        return None
+    _attempt(answer, "at each of the steps any of the vocab_size actions can be taken, independently of the others.")
     expected = vocab_size**length
     if answer == expected:
         return _report(
@@ -54,12 +53,10 @@ def check_sequence_count(answer: Any, vocab_size: int, length: int) -> bool | No
     return _report(False, f"expected vocab_size ** length; you gave {answer!r}.")
 
 
+@checker
 def check_completion_logprob(answer: Any, model: Any, tokenizer: Any, prompt: str, completion: str) -> bool | None:
     """01, exercise 3: log pi(completion | prompt), summed over the completion's tokens (no <eos>)."""
-    if _not_attempted(
-        answer, "add up log pi(y_t | x, y_<t) over the completion's tokens; one forward pass gives every term."
-    ):
-        return None
+    _attempt(answer, "add up log pi(y_t | x, y_<t) over the completion's tokens; one forward pass gives every term.")
     import torch
 
     from .objectives import token_logprobs
@@ -71,9 +68,7 @@ def check_completion_logprob(answer: Any, model: Any, tokenizer: Any, prompt: st
         logits = model(input_ids=ids).logits
     logp = token_logprobs(logits[:, :-1], ids[:, 1:])[0, len(p) - 1 :]
     expected = float(logp.sum())
-    value = _scalar(answer)
-    if value is None:
-        return _not_a_number(answer)
+    value = _one_scalar(answer)
     if _close(value, expected, 1e-3):
         return _report(True, f"log pi = {expected:.4f}, so pi(completion | prompt) = {math.exp(expected):.4g}.")
     if _close(value, -expected, 1e-3):
@@ -90,19 +85,16 @@ def check_completion_logprob(answer: Any, model: Any, tokenizer: Any, prompt: st
 
 # ---------------------------------------------------------------- 02 the SFT loss
 
+
+@checker
 def check_seq_mean_loss(answer: Any, logp: Any, mask: Any) -> bool | None:
     """02, exercise 1: the sequence-mean SFT loss of a batch, by hand."""
-    if _not_attempted(
-        answer, "per sequence: the mean of -logp over its masked tokens; then the mean of those numbers."
-    ):
-        return None
+    _attempt(answer, "per sequence: the mean of -logp over its masked tokens; then the mean of those numbers.")
     from .objectives import sft_loss
 
     expected = float(sft_loss(logp, mask, "seq-mean"))
     token_mean = float(sft_loss(logp, mask, "token-mean"))
-    value = _scalar(answer)
-    if value is None:
-        return _not_a_number(answer)
+    value = _one_scalar(answer)
     if _close(value, expected):
         return _report(True, f"seq-mean loss = {expected:.4f} (token-mean would give {token_mean:.4f}).")
     if _close(value, token_mean):
@@ -112,14 +104,12 @@ def check_seq_mean_loss(answer: Any, logp: Any, mask: Any) -> bool | None:
     return _report(False, f"expected about {expected:.3f}. Remember to skip masked positions (mask == 0).")
 
 
+@checker
 def check_constant_prob_loss(answer: Any, p: float) -> bool | None:
     """02, exercise 2: the SFT loss when the model gives probability ``p`` to every target token."""
-    if _not_attempted(answer, "every term of the mean is the same number; what is -log of a probability p?"):
-        return None
+    _attempt(answer, "every term of the mean is the same number; what is -log of a probability p?")
     expected = -math.log(p)
-    value = _scalar(answer)
-    if value is None:
-        return _not_a_number(answer)
+    value = _one_scalar(answer)
     if _close(value, expected):
         return _report(True, f"-log({p}) = {expected:.4f}, whatever the lengths and whichever mean you take.")
     if _close(value, -math.log10(p)):
@@ -131,17 +121,15 @@ def check_constant_prob_loss(answer: Any, p: float) -> bool | None:
     return _report(False, f"expected -log(p); you gave {answer!r}.")
 
 
+@checker
 def check_long_answer_weight(answer: Any, lengths: list[int]) -> bool | None:
     """02, exercise 3: under token-mean, the share of the loss's weight that the LAST sequence gets."""
-    if _not_attempted(
+    _attempt(
         answer,
         "token-mean gives each token the weight 1 / (total number of tokens); add up the last sequence's tokens.",
-    ):
-        return None
+    )
     expected = lengths[-1] / sum(lengths)
-    value = _scalar(answer)
-    if value is None:
-        return _not_a_number(answer)
+    value = _one_scalar(answer)
     if _close(value, expected):
         share = 1 / len(lengths)
         return _report(
@@ -154,19 +142,17 @@ def check_long_answer_weight(answer: Any, lengths: list[int]) -> bool | None:
     return _report(False, f"expected the last length divided by the total number of tokens; you gave {answer!r}.")
 
 
-
 # ---------------------------------------------------------------- 03 SFT is a policy gradient
 
+
+@checker
 def check_reinforce_gradient(answer: Any, probs: list[float], action: int, advantage: float = 1.0) -> bool | None:
     r"""Gradient of :math:`\hat A \log \mathrm{softmax}(z)_a` with respect to the logits z: :math:`\hat A(\mathbf{e}_a
     - \pi)`.
     """
-    if _not_attempted(answer, "d log softmax(z)_a / dz_k is 1[k = a] - pi_k; multiply every entry by the advantage."):
-        return None
+    _attempt(answer, "d log softmax(z)_a / dz_k is 1[k = a] - pi_k; multiply every entry by the advantage.")
     expected = [advantage * ((1.0 if k == action else 0.0) - p) for k, p in enumerate(probs)]
-    values = _per_item(answer, len(expected), "number per action", "a list or a tensor")
-    if values is None:
-        return False
+    values = _items(answer, len(expected), "number per action", "a list or a tensor")
     if all(_close(v, e) for v, e in zip(values, expected)):
         return _report(
             True,
@@ -187,24 +173,19 @@ def check_reinforce_gradient(answer: Any, probs: list[float], action: int, advan
     return _report(False, "compute 1[k = a] - pi_k for every action k, then multiply by the advantage.")
 
 
+@checker
 def check_advantage(advantage: Any, direction: Any, q: float, v: float) -> bool | None:
     """The advantage Q - V of an action and whether a policy-gradient step raises ("up") or lowers ("down") its
     probability.
     """
-    if _not_attempted(
-        advantage, "the advantage is Q(s, a) - V(s): how much better the action is than the state's average."
-    ):
-        return None
+    _attempt(advantage, "the advantage is Q(s, a) - V(s): how much better the action is than the state's average.")
     expected = q - v
-    advantage = _number(advantage)
-    if advantage is None:
-        return _report(False, "give the advantage as a number.")
+    advantage = _one_number(advantage, "give the advantage as a number.")
     if not _close(advantage, expected):
         if _close(advantage, v - q):
             return _report(False, "the sign is reversed: it is Q minus V, not V minus Q.")
         return _report(False, f"Q(s, a) - V(s) with Q = {q:g} and V = {v:g}.")
-    if _not_attempted(direction, 'the advantage is right; now set direction to "up" or "down".'):
-        return None
+    _attempt(direction, 'the advantage is right; now set direction to "up" or "down".')
     want = "up" if expected > 0 else "down"
     if str(direction).strip().lower() != want:
         return _report(False, f"Â = {expected:+g}: the step moves log pi(a|s) along the sign of the advantage.")
@@ -212,18 +193,14 @@ def check_advantage(advantage: Any, direction: Any, q: float, v: float) -> bool 
     return _report(True, f"Â = {expected:+g}, so the action's probability goes {want}: it is {verdict} than expected.")
 
 
+@checker
 def check_sft_logit_gradient(answer: Any, p: float) -> bool | None:
     r"""Derivative of :math:`\log \pi(a^*)` with respect to the demonstration token's own logit when :math:`\pi(a^*) =
     p`.
     """
-    if _not_attempted(
-        answer, "use the REINFORCE gradient with Â = 1 and only look at the entry of the demonstrated token."
-    ):
-        return None
+    _attempt(answer, "use the REINFORCE gradient with Â = 1 and only look at the entry of the demonstrated token.")
     expected = 1.0 - p
-    answer = _number(answer)
-    if answer is None:
-        return _report(False, "give one number.")
+    answer = _one_number(answer, "give one number.")
     if _close(answer, expected, tol=1e-6):
         return _report(
             True,

@@ -6,27 +6,27 @@ import math
 from typing import Any
 
 from .exercises_common import (
+    _attempt,
     _close,
-    _not_attempted,
-    _number,
-    _per_item,
+    _items,
+    _one_number,
     _report,
+    checker,
 )
 
 # ---------------------------------------------------------------- 04 PPO's clipped objective
+
 
 def _clipped_surrogate(r: float, advantage: float, epsilon: float) -> float:
     return min(r * advantage, min(max(r, 1.0 - epsilon), 1.0 + epsilon) * advantage)
 
 
+@checker
 def check_clipped_value(answer: Any, r: float, advantage: float, epsilon: float) -> bool | None:
     r"""Value of :math:`\min(r \hat A, \mathrm{clip}(r, 1-\epsilon, 1+\epsilon)\hat A)`."""
-    if _not_attempted(answer, "compute both r·Â and clip(r, 1-ε, 1+ε)·Â, then keep the smaller one."):
-        return None
+    _attempt(answer, "compute both r·Â and clip(r, 1-ε, 1+ε)·Â, then keep the smaller one.")
     expected = _clipped_surrogate(r, advantage, epsilon)
-    answer = _number(answer)
-    if answer is None:
-        return _report(False, "give one number.")
+    answer = _one_number(answer, "give one number.")
     clipped_only = min(max(r, 1.0 - epsilon), 1.0 + epsilon) * advantage
     if _close(answer, expected):
         return _report(True, f"min({r * advantage:.4g}, {clipped_only:.4g}) = {expected:.4g}.")
@@ -40,13 +40,13 @@ def check_clipped_value(answer: Any, r: float, advantage: float, epsilon: float)
     )
 
 
+@checker
 def check_gradient_is_zero(answer: Any, r: float, advantage: float, epsilon: float) -> bool | None:
     """Whether the clipped surrogate's derivative in r is zero at (r, Â, ε) (answer True or False)."""
-    if _not_attempted(
+    _attempt(
         answer,
         "the gradient is zero only where the clipped branch is the smaller one; see the plot for this sign of Â.",
-    ):
-        return None
+    )
     if type(answer).__name__ not in ("bool", "bool_"):  # Python or NumPy booleans
         return _report(False, "answer True (the gradient is zero) or False (it is not).")
     answer = bool(answer)
@@ -77,17 +77,13 @@ def check_gradient_is_zero(answer: Any, r: float, advantage: float, epsilon: flo
     )
 
 
+@checker
 def check_clip_fraction(answer: Any, ratios: list[float], advantage: float, epsilon: float) -> bool | None:
     """Share of tokens whose clipped branch is active (zero gradient), for one advantage shared by every token."""
-    if _not_attempted(
-        answer, "for each ratio decide whether its gradient is zero (see the previous exercise), then count."
-    ):
-        return None
+    _attempt(answer, "for each ratio decide whether its gradient is zero (see the previous exercise), then count.")
     zero = [(advantage > 0 and r > 1.0 + epsilon) or (advantage < 0 and r < 1.0 - epsilon) for r in ratios]
     expected = sum(zero) / len(ratios)
-    answer = _number(answer)
-    if answer is None:
-        return _report(False, "give one number between 0 and 1.")
+    answer = _one_number(answer, "give one number between 0 and 1.")
     if _close(answer, expected):
         return _report(True, f"{sum(zero)} of {len(ratios)} tokens are clipped.")
     outside = sum(r > 1.0 + epsilon or r < 1.0 - epsilon for r in ratios) / len(ratios)
@@ -103,19 +99,16 @@ def check_clip_fraction(answer: Any, ratios: list[float], advantage: float, epsi
 
 # ---------------------------------------------------------------- 05 proximal SFT
 
+
+@checker
 def check_psft_weights(answer: Any, ratios: list[float], epsilon: float) -> bool | None:
     r"""05, exercise 1: PSFT's gradient weight :math:`r \cdot \mathbf{1}\{r \le 1+\epsilon\}` for each ratio (Â = 1)."""
-    if _not_attempted(
-        answer, "below 1+ε the objective is r itself, and d r / dθ = r ∇log π; above 1+ε it is a constant."
-    ):
-        return None
+    _attempt(answer, "below 1+ε the objective is r itself, and d r / dθ = r ∇log π; above 1+ε it is a constant.")
     import torch
 
     from .objectives import psft_gradient_weight
 
-    values = _per_item(answer, len(ratios), "weight per ratio")
-    if values is None:
-        return False
+    values = _items(answer, len(ratios), "weight per ratio")
     expected = psft_gradient_weight(torch.tensor(ratios, dtype=torch.float64), epsilon).tolist()
     if all(_close(v, e) for v, e in zip(values, expected)):
         clipped = sum(r > 1.0 + epsilon for r in ratios)
@@ -138,10 +131,10 @@ def check_psft_weights(answer: Any, ratios: list[float], epsilon: float) -> bool
     return _report(False, f"r = {r:g} is inside the bound, so its weight is r itself; you gave {v:g}.")
 
 
+@checker
 def check_psft_is_sft(answer: Any, global_batch: int, mini_batch: int) -> bool | None:
     """05, exercise 2: with these batch sizes, is every PSFT update exactly an SFT update? (True or False)"""
-    if _not_attempted(answer, "count the optimiser steps taken per frozen old policy: K = global_batch / mini_batch."):
-        return None
+    _attempt(answer, "count the optimiser steps taken per frozen old policy: K = global_batch / mini_batch.")
     if type(answer).__name__ not in ("bool", "bool_"):
         return _report(False, "answer True (PSFT equals SFT here) or False (it does not).")
     k = global_batch // mini_batch
@@ -159,15 +152,11 @@ def check_psft_is_sft(answer: Any, global_batch: int, mini_batch: int) -> bool |
     return _report(False, f"K = {k} steps share one old policy; after the first, the ratios move away from 1.")
 
 
+@checker
 def check_refresh_count(answer: Any, global_batch: int, mini_batch: int, max_steps: int) -> bool | None:
     """05, exercise 3: how many times the trainer freezes the old policy in a run of ``max_steps`` optimiser steps."""
-    if _not_attempted(
-        answer, "the old policy is frozen at the start of every global batch, and a global batch gives K steps."
-    ):
-        return None
-    value = _number(answer)
-    if value is None:
-        return _report(False, "give one whole number.")
+    _attempt(answer, "the old policy is frozen at the start of every global batch, and a global batch gives K steps.")
+    value = _one_number(answer, "give one whole number.")
     k = global_batch // mini_batch
     expected = math.ceil(max_steps / k)
     if _close(value, expected):

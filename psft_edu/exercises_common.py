@@ -3,7 +3,9 @@ generic checkers (:func:`check_implementation`, :func:`check_prediction`) every 
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -24,7 +26,6 @@ def _close(a: float, b: float, tol: float = 1e-4) -> bool:
     return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=tol)
 
 
-
 def _scalar(answer: Any) -> float | None:
     """A single number (int, float, NumPy scalar, one-element tensor) as a float; None for anything else."""
     if isinstance(answer, (str, bytes, bool)):
@@ -38,7 +39,6 @@ def _scalar(answer: Any) -> float | None:
 
 def _not_a_number(answer: Any) -> bool:
     return _report(False, f"the answer should be a single number, got {answer!r}.")
-
 
 
 def _flat_floats(answer: Any) -> list[float] | None:
@@ -70,6 +70,57 @@ def _number(answer: Any) -> float | None:
     return values[0] if values is not None and len(values) == 1 and not isinstance(answer, (str, bytes)) else None
 
 
+class _Verdict(Exception):
+    """Ends a checker early with ``result``: None (not attempted) or False (not a usable answer)."""
+
+    def __init__(self, result: bool | None) -> None:
+        super().__init__(result)
+        self.result = result
+
+
+def checker(fn: Callable[..., bool | None]) -> Callable[..., bool | None]:
+    """Decorate a checker so that :func:`_attempt`, :func:`_items`, :func:`_one_number` and
+    :func:`_one_scalar` may end it early; each prints its own message first."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> bool | None:
+        try:
+            return fn(*args, **kwargs)
+        except _Verdict as verdict:
+            return verdict.result
+
+    return run
+
+
+def _attempt(answer: Any, hint: str) -> None:
+    """End the checker with None, after the hint, while ``answer`` is still None."""
+    if _not_attempted(answer, hint):
+        raise _Verdict(None)
+
+
+def _items(answer: Any, count: int, what: str, example: str = "a list of numbers") -> list[float]:
+    """``answer`` as ``count`` floats; otherwise end the checker with False (see :func:`_per_item`)."""
+    values = _per_item(answer, count, what, example)
+    if values is None:
+        raise _Verdict(False)
+    return values
+
+
+def _one_number(answer: Any, complaint: str) -> float:
+    """``answer`` as one float (:func:`_number`); otherwise end the checker with False after ``complaint``."""
+    value = _number(answer)
+    if value is None:
+        raise _Verdict(_report(False, complaint))
+    return value
+
+
+def _one_scalar(answer: Any) -> float:
+    """``answer`` as one finite float (:func:`_scalar`); otherwise end the checker with False."""
+    value = _scalar(answer)
+    if value is None:
+        raise _Verdict(_not_a_number(answer))
+    return value
+
 
 # ================================================================ generic machinery (01-05, 09; reusable in 06-08)
 #
@@ -83,8 +134,11 @@ def _as_tensor(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         parts = [_as_tensor(v) for v in value]
         if all(isinstance(p, torch.Tensor) for p in parts):
-            return torch.stack([p.reshape(()) if p.numel() == 1 else p for p in parts]) if all(
-                p.numel() == 1 for p in parts) else parts
+            return (
+                torch.stack([p.reshape(()) if p.numel() == 1 else p for p in parts])
+                if all(p.numel() == 1 for p in parts)
+                else parts
+            )
         return parts
     if isinstance(value, torch.Tensor):
         return value.detach()
@@ -96,8 +150,12 @@ def _same(a: Any, b: Any, atol: float, rtol: float) -> bool:
 
     a, b = _as_tensor(a), _as_tensor(b)
     if isinstance(a, list) or isinstance(b, list):
-        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(
-            _same(x, y, atol, rtol) for x, y in zip(a, b))
+        return (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(_same(x, y, atol, rtol) for x, y in zip(a, b))
+        )
     if a.shape != b.shape and not (a.numel() == b.numel() == 1):
         return False
     a, b = a.double().reshape(b.shape), b.double()
@@ -116,6 +174,7 @@ def _short(value: Any) -> str:
         return repr(value)[:60]
 
 
+@checker
 def check_implementation(
     user_fn: Any,
     reference_fn: Any,
@@ -138,8 +197,7 @@ def check_implementation(
     """
     import torch
 
-    if _not_attempted(user_fn, hint or f"write the function {name} and pass it (the function itself, not a call)."):
-        return None
+    _attempt(user_fn, hint or f"write the function {name} and pass it (the function itself, not a call).")
     if not callable(user_fn):
         return _report(False, f"pass a function: {name} itself (no parentheses), not {user_fn!r}.")
 
@@ -178,8 +236,12 @@ def check_implementation(
                 continue
         got_shape = getattr(got_t, "shape", None)
         want_shape = getattr(_as_tensor(expected), "shape", None)
-        if got_shape is not None and want_shape is not None and tuple(got_shape) != tuple(want_shape) and not (
-                got_t.numel() == 1 and _as_tensor(expected).numel() == 1):
+        if (
+            got_shape is not None
+            and want_shape is not None
+            and tuple(got_shape) != tuple(want_shape)
+            and not (got_t.numel() == 1 and _as_tensor(expected).numel() == 1)
+        ):
             return _report(
                 False, f"{name} returns shape {tuple(got_shape)}, expected {tuple(want_shape)} (case: {description})."
             )
@@ -191,20 +253,31 @@ def check_implementation(
     return _report(True, f"{name} agrees with the package on all {len(cases)} cases, edge cases included.")
 
 
+@checker
 def check_prediction(
     prediction: Any,
     measured: Any,
     name: str,
     tolerance: float | None = None,
     explanation: str = "",
+    options: Sequence[str] | None = None,
 ) -> bool | None:
     """Compare a prediction written BEFORE an experiment with what the experiment measured.
 
     ``measured`` is a number (then ``tolerance``, absolute, says how close counts as right), a string
-    choice (compared case-insensitively), or a boolean. Returns None when ``prediction`` is None.
+    choice (compared case-insensitively; ``options``, when given, are the answers allowed), or a
+    boolean. Returns None when ``prediction`` is None.
     """
-    if _not_attempted(prediction, f"write down your prediction for {name} before running the experiment."):
-        return None
+    listed = ", ".join(repr(o) for o in options or ())
+    _attempt(
+        prediction,
+        f"write down your prediction for {name} before running the experiment"
+        + (f", one of {listed}." if options else "."),
+    )
+    if options is not None and (
+        not isinstance(prediction, str) or prediction.strip().lower() not in [o.lower() for o in options]
+    ):
+        return _report(False, f"answer with one of {listed} (you wrote {prediction!r}).")
     if isinstance(measured, bool) or type(measured).__name__ == "bool_":
         if type(prediction).__name__ not in ("bool", "bool_"):
             return _report(False, f"predict True or False for {name}.")
@@ -214,9 +287,7 @@ def check_prediction(
         ok = str(prediction).strip().lower() == measured.strip().lower()
         shown = repr(measured)
     else:
-        value = _scalar(prediction)
-        if value is None:
-            return _not_a_number(prediction)
+        value = _one_scalar(prediction)
         tol = 1e-6 if tolerance is None else tolerance
         ok = abs(value - float(measured)) <= tol
         shown = f"{float(measured):.4g} (within ±{tol:g} counts)"

@@ -21,20 +21,11 @@ from typing import Any
 
 import torch
 
+from .exercises_common import _attempt, _not_attempted, _report, checker
+from .exercises_common import check_prediction as _check_prediction
+
 ATOL = 1e-4
 RETURNED_NONE = "your function returned None: return the loss as a 0-d tensor."
-
-
-def _not_attempted(answer: Any, hint: str) -> bool:
-    if answer is None:
-        print("Not attempted yet. Hint: " + hint)
-        return True
-    return False
-
-
-def _report(ok: bool, message: str) -> bool:
-    print(("Correct: " if ok else "Not yet: ") + message)
-    return ok
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
@@ -52,22 +43,15 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
 
 
 def check_prediction(prediction: Any, outcome: str, options: Sequence[str], why: str = "") -> bool | None:
-    """Compare a learner's ``prediction`` (one of ``options``) with the ``outcome`` a cell just computed.
+    """A learner's ``prediction`` (one of ``options``) against the ``outcome`` a cell just computed:
+    :func:`psft_edu.exercises_common.check_prediction` with the allowed answers listed.
 
-    The outcome is shown only once a prediction is made, so the question cannot be answered by
-    running the cell first. ``why`` is printed after the verdict either way.
+    The outcome is shown only once a prediction is made, so running the cell first gives nothing away;
+    ``why`` follows the verdict.
     """
     if outcome not in options:
         raise ValueError(f"the outcome {outcome!r} is not one of the options {list(options)}")
-    if _not_attempted(
-        prediction, f"write your prediction first, one of {', '.join(repr(o) for o in options)}; then run this cell."
-    ):
-        return None
-    if not isinstance(prediction, str) or prediction.strip().lower() not in [o.lower() for o in options]:
-        return _report(False, f"answer with one of {', '.join(repr(o) for o in options)} (you wrote {prediction!r}).")
-    ok = prediction.strip().lower() == outcome.lower()
-    message = f"you predicted {prediction!r}; the run says {outcome!r}." + (f" {why}" if why else "")
-    return _report(ok, message)
+    return _check_prediction(prediction, outcome, "this question", explanation=why, options=options)
 
 
 def trend(values: Sequence[float]) -> str:
@@ -141,6 +125,7 @@ ADVANTAGE_HINT = (
 )
 
 
+@checker
 def check_group_advantages_impl(fn: Callable | None) -> bool | None:
     r"""07: a learner's ``fn(rewards, group_size)`` against :func:`psft_edu.rl.group_advantages`.
 
@@ -149,8 +134,7 @@ def check_group_advantages_impl(fn: Callable | None) -> bool | None:
     """
     from .rl import group_advantages
 
-    if _not_attempted(fn, ADVANTAGE_HINT):
-        return None
+    _attempt(fn, ADVANTAGE_HINT)
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_group_advantages), not {type(fn).__name__}.")
     for number, (name, rewards, group_size) in enumerate(_advantage_cases()):
@@ -282,6 +266,7 @@ DFT_HINT = (
 )
 
 
+@checker
 def check_dft_loss_impl(fn: Callable | None) -> bool | None:
     r"""08: a learner's ``fn(logp, mask)`` against :func:`psft_edu.objectives.dft_loss`, in value and gradient.
 
@@ -290,8 +275,7 @@ def check_dft_loss_impl(fn: Callable | None) -> bool | None:
     """
     from .objectives import dft_loss
 
-    if _not_attempted(fn, DFT_HINT):
-        return None
+    _attempt(fn, DFT_HINT)
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_dft_loss), not {type(fn).__name__}.")
     for number, (name, logp, _, mask) in enumerate(_token_cases()):
@@ -355,14 +339,14 @@ def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask
 K3_HINT = "δ = ref_logp - logp on the completion tokens; average exp(δ) - 1 - δ over the tokens where mask is 1."
 
 
+@checker
 def check_k3_kl_impl(fn: Callable | None) -> bool | None:
     r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean
     k3).
     """
     from .objectives import kl_to_reference
 
-    if _not_attempted(fn, K3_HINT):
-        return None
+    _attempt(fn, K3_HINT)
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_k3_kl), not {type(fn).__name__}.")
     for number, (name, logp, ref, mask) in enumerate(_token_cases()):

@@ -6,26 +6,29 @@ import math
 from typing import Any
 
 from .exercises_common import (
+    _attempt,
     _close,
-    _not_attempted,
+    _items,
     _number,
-    _per_item,
+    _one_number,
     _report,
+    checker,
 )
 
 # ---------------------------------------------------------------- 06 entropy collapse
+
 
 def _run_names(summary: dict) -> str:
     return ", ".join(repr(n) for n in summary["runs"])
 
 
+@checker
 def check_best_ood_run(answer: Any, summary: dict) -> bool | None:
     """06, exercise 1: the name of the fine-tuned run with the highest final out-of-domain accuracy (mean over
     seeds).
     """
     hint = 'look at summary["runs"][name]["final"]["ood_accuracy"]["mean"] for every run name; max(..., key=...) helps.'
-    if _not_attempted(answer, hint):
-        return None
+    _attempt(answer, hint)
     ood = {name: run["final"]["ood_accuracy"]["mean"] for name, run in summary["runs"].items()}
     best = max(ood, key=ood.get)
     if answer == "base":
@@ -52,17 +55,15 @@ def entropy_drop_percent(summary: dict, run: str) -> float:
     return 100.0 * (peak - mean[-1]) / peak
 
 
+@checker
 def check_entropy_drop(answer: Any, summary: dict, run: str) -> bool | None:
     """06, exercise 2: the entropy drop of ``run`` from the peak of its per-step entropy curve to its end, in percent
     of the peak.
     """
-    if _not_attempted(
+    _attempt(
         answer, 'take curve = summary["runs"][run]["curves"]["entropy"]["mean"]; compare max(curve) with curve[-1].'
-    ):
-        return None
-    value = _number(answer)
-    if value is None:
-        return _report(False, "give one number, in percent (e.g. 25.0 for a quarter).")
+    )
+    value = _one_number(answer, "give one number, in percent (e.g. 25.0 for a quarter).")
     mean = summary["runs"][run]["curves"]["entropy"]["mean"]
     peak, last, first = max(mean), mean[-1], mean[0]
     expected = entropy_drop_percent(summary, run)
@@ -98,14 +99,14 @@ def pareto_dominators(point: tuple[float, float], summary: dict) -> list[str]:
     return out
 
 
+@checker
 def check_pareto_dominated(answer: Any, point: Any, summary: dict) -> bool | None:
     """06, exercise 3: is ``point`` = (in-domain, out-of-domain) accuracy dominated by the base or one of the runs?
     (True or False)
     """
-    if _not_attempted(
+    _attempt(
         answer, "a point is dominated when another one is at least as good on both axes and strictly better on one."
-    ):
-        return None
+    )
     if type(answer).__name__ not in ("bool", "bool_"):
         return _report(False, "answer True (dominated) or False (on the front).")
     x, y = (float(v) for v in point)
@@ -129,21 +130,20 @@ def check_pareto_dominated(answer: Any, point: Any, summary: dict) -> bool | Non
 
 # ---------------------------------------------------------------- 07 RL after SFT / PSFT
 
+
 def _group_stats(rewards: list[float]) -> tuple[float, float]:
     mean = sum(rewards) / len(rewards)
     return mean, math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards))
 
 
+@checker
 def check_group_advantages(answer: Any, rewards: list[float]) -> bool | None:
     r"""07, exercise 1: GRPO's advantages :math:`(r_i - \mu) / \sigma` for one group's rewards (population σ)."""
-    if _not_attempted(
+    _attempt(
         answer,
         "subtract the group's mean reward from each reward, then divide by the group's standard deviation (over G).",
-    ):
-        return None
-    values = _per_item(answer, len(rewards), "advantage per sample", "a list or a tensor")
-    if values is None:
-        return False
+    )
+    values = _items(answer, len(rewards), "advantage per sample", "a list or a tensor")
     mean, std = _group_stats(rewards)
     if std == 0:
         expected = [0.0] * len(rewards)
@@ -171,17 +171,15 @@ def check_group_advantages(answer: Any, rewards: list[float]) -> bool | None:
     )
 
 
+@checker
 def check_zero_signal_fraction(answer: Any, p: float, group_size: int) -> bool | None:
     r"""07, exercise 2: expected share of groups with equal rewards, :math:`p^G + (1-p)^G`, for pass rate p and group
     size G.
     """
-    if _not_attempted(
+    _attempt(
         answer, "a group gives no signal when all G samples are right or all G are wrong; the samples are independent."
-    ):
-        return None
-    value = _number(answer)
-    if value is None:
-        return _report(False, "give one number between 0 and 1.")
+    )
+    value = _one_number(answer, "give one number between 0 and 1.")
     expected = p**group_size + (1 - p) ** group_size
     if _close(value, expected):
         return _report(
@@ -204,10 +202,10 @@ def check_zero_signal_fraction(answer: Any, p: float, group_size: int) -> bool |
     )
 
 
+@checker
 def check_group_size_needed(answer: Any, p: float, max_zero_fraction: float) -> bool | None:
     """07, exercise 3: the smallest group size G >= 2 with p^G + (1-p)^G <= ``max_zero_fraction``."""
-    if _not_attempted(answer, "try G = 2, 3, 4, ... and compute p^G + (1-p)^G until it drops to the target."):
-        return None
+    _attempt(answer, "try G = 2, 3, 4, ... and compute p^G + (1-p)^G until it drops to the target.")
     value = _number(answer)
     if value is None or value != int(value):
         return _report(False, "give a whole number of samples per prompt.")
@@ -236,17 +234,16 @@ def check_group_size_needed(answer: Any, p: float, max_zero_fraction: float) -> 
 
 # ---------------------------------------------------------------- 08 neighbours and ablations
 
+
+@checker
 def check_dft_weights(answer: Any, probs: list[float]) -> bool | None:
     r"""08, exercise 1: DFT's gradient weight relative to SFT's, :math:`\mathrm{sg}(\pi_\theta(a_t))`, for each token
     probability.
     """
-    if _not_attempted(
+    _attempt(
         answer, "DFT multiplies each token's log-likelihood by its own probability, held constant (stop-gradient)."
-    ):
-        return None
-    values = _per_item(answer, len(probs), "weight per token")
-    if values is None:
-        return False
+    )
+    values = _items(answer, len(probs), "weight per token")
     if all(_close(v, p) for v, p in zip(values, probs)):
         low = min(probs)
         message = (
@@ -267,15 +264,13 @@ def check_dft_weights(answer: Any, probs: list[float]) -> bool | None:
     return _report(False, "with the stop-gradient, d(-sg(p)·log p) = sg(p)·d(-log p): the weight is p itself.")
 
 
+@checker
 def check_k3_kl(answer: Any, logp: float, ref_logp: float) -> bool | None:
     r"""08, exercise 2: the per-token KL estimate :math:`e^{\delta} - 1 - \delta` with :math:`\delta =
     \log\pi_\mathrm{ref} - \log\pi`.
     """
-    if _not_attempted(answer, "compute δ = ref_logp - logp first; the estimate is exp(δ) - 1 - δ (never negative)."):
-        return None
-    value = _number(answer)
-    if value is None:
-        return _report(False, "give one number.")
+    _attempt(answer, "compute δ = ref_logp - logp first; the estimate is exp(δ) - 1 - δ (never negative).")
+    value = _one_number(answer, "give one number.")
     delta = ref_logp - logp
     expected = math.exp(delta) - 1.0 - delta
     if _close(value, expected):
@@ -290,15 +285,15 @@ def check_k3_kl(answer: Any, logp: float, ref_logp: float) -> bool | None:
     return _report(False, f"with logp = {logp:g} and ref_logp = {ref_logp:g}, δ = {delta:.4g}; now exp(δ) - 1 - δ.")
 
 
+@checker
 def check_pareto_front(answer: Any, summary: dict, x: str = "in-domain acc (%)", y: str = "OOD acc (%)") -> bool | None:
     """08, exercise 3: the names (base included) on the Pareto front of a sweep for the metrics ``x`` and ``y``."""
     from .sweep import METRICS, final_value, pareto_front
 
-    if _not_attempted(
+    _attempt(
         answer,
         "keep every entry that no other entry beats on both axes at once (at least as good on both, better on one).",
-    ):
-        return None
+    )
     entries = {"base": summary["base"], **summary["runs"]}
     if not isinstance(answer, (list, tuple, set)) or not all(isinstance(a, str) for a in answer):
         return _report(False, "give a list of names, e.g. ['base', 'dft'].")

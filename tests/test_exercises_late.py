@@ -242,3 +242,19 @@ def test_a_template_that_still_returns_none_is_not_attempted(capsys) -> None:
 
     assert check_exact_kl_impl(template) is None
     assert "Not attempted" in capsys.readouterr().out
+
+
+def test_choice_predictions_share_the_generic_checker(capsys):
+    from psft_edu import exercises_common, exercises_late
+
+    options = ["rises", "falls", "neither"]
+    assert exercises_late.check_prediction(None, "rises", options) is None
+    assert "one of 'rises', 'falls', 'neither'" in capsys.readouterr().out
+    assert exercises_late.check_prediction("up", "rises", options) is False
+    assert "answer with one of" in capsys.readouterr().out
+    assert exercises_late.check_prediction(" Rises", "rises", options, why="K grows.") is True
+    assert capsys.readouterr().out.rstrip().endswith("K grows.")
+    assert exercises_late.check_prediction("falls", "rises", options) is False
+    assert exercises_common.check_prediction("falls", "rises", "x", options=options) is False
+    with pytest.raises(ValueError, match="not one of the options"):
+        exercises_late.check_prediction("rises", "sideways", options)
