@@ -100,7 +100,7 @@ def _check_out_folder(out: str | None) -> None:
     """An output folder (not a whole run) that must be creatable and writable."""
     if out is None:
         return
-    from .train import check_writable_folder
+    from .runs import check_writable_folder
 
     check_writable_folder(out)  # only the location: these commands manage the runs inside it themselves
 
@@ -136,7 +136,7 @@ def cmd_data(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from .pretrain import pretrain
-    from .train import check_device
+    from .runs import check_device
 
     _positive("--steps", args.steps)
     check_device(args.device)
@@ -154,7 +154,7 @@ def cmd_eval(args) -> int:
     from . import tasks
     from .data import eval_prompts
     from .evaluate import evaluate_model
-    from .train import check_device, check_model_fits, load_model_for_run
+    from .runs import check_device, check_model_fits, load_model_for_run
 
     _positive("--samples", args.samples, allow_none=False)
     _positive("--prompts", args.prompts, allow_none=False)
@@ -173,7 +173,8 @@ def cmd_eval(args) -> int:
 def cmd_train(args) -> int:
     from .data import DATA_DIR, check_coverage, load_split, read_jsonl
     from .evaluate import make_eval_fn
-    from .train import TrainConfig, Trainer, check_device, check_model_fits, check_run_folder, load_model_for_run
+    from .runs import check_device, check_model_fits, check_run_folder, load_model_for_run
+    from .train import TrainConfig, Trainer
 
     # Every check comes before anything is written to --out: flags, the folder, the data, the model.
     spec = args.model or preset_name(args.preset)
@@ -227,7 +228,7 @@ def cmd_compare(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
-    from .train import check_device
+    from .runs import check_device
 
     _positive("--steps", args.steps)
     check_device(args.device)
@@ -330,7 +331,7 @@ def cmd_rl_compare(args) -> int:
     from .grpo_loop import RLConfig
     from .models import get_preset
     from .rl_experiment import conditions, format_table, rl_after_finetuning, training_prompts
-    from .train import check_device
+    from .runs import check_device
 
     budget = get_preset(args.preset).rl
     for name, value in {**budget.config_kwargs(), "num_prompts": budget.num_prompts}.items():
@@ -519,7 +520,7 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
-    from .train import Interrupted, TrainingError
+    from .runs import Interrupted, TrainingError
 
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")

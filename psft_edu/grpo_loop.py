@@ -41,28 +41,11 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
-from . import tasks
+from . import runs, tasks
 from .config import SettingError, check_settings, setting
 from .data import Batch, collate, load_split, read_jsonl
 from .evaluate import Samples, sample
 from .objectives import group_advantages
-from .runs import (
-    RunError,
-    StopSignals,
-    TrainingError,
-    append_records,
-    autocast,
-    checkpoint_note,
-    config_differences,
-    read_checkpoint,
-    read_log_until,
-    restore_rng,
-    rng_state,
-    save_model_atomic,
-    start_run_folder,
-    write_checkpoint,
-    write_run_header,
-)
 
 # Settings that may differ between a GRPO run and its ``--resume`` (length and cadence);
 # everything else must match the checkpoint's saved config.
@@ -180,7 +163,7 @@ def _frozen_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 def _logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """The model's logits on ``batch``, in bf16 autocast on CUDA (:func:`psft_edu.runs.autocast`)."""
-    with autocast(batch.input_ids.device):
+    with runs.autocast(batch.input_ids.device):
         return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
 
 
@@ -218,13 +201,13 @@ def update_policy(
             stats["kl_to_ref"] = kl.detach()
         if not torch.isfinite(loss):
             optimizer.zero_grad(set_to_none=True)
-            raise TrainingError(f"non-finite loss ({loss.item()})")
+            raise runs.TrainingError(f"non-finite loss ({loss.item()})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)
-            raise TrainingError(f"non-finite gradient norm ({grad_norm.item()})")
+            raise runs.TrainingError(f"non-finite gradient norm ({grad_norm.item()})")
         optimizer.step()
         values = {"loss": loss.detach(), **stats, "grad_norm": grad_norm}
         for key, value in values.items():
@@ -243,38 +226,38 @@ def _save_checkpoint(out: Path, model, optimizer, reference, step: int, cfg: RLC
         "optimizer": optimizer.state_dict(),
         "reference": reference.state_dict() if reference is not None else None,
         "step": step,
-        **rng_state(),
+        **runs.rng_state(),
         "config": asdict(cfg),
     }
-    write_checkpoint(state, out / "checkpoint.pt")
+    runs.write_checkpoint(state, out / "checkpoint.pt")
 
 
 def _load_checkpoint(path: Path, model, optimizer, reference, cfg: RLConfig | None = None) -> int:
     """Restore ``path`` (``weights_only=True``); with ``cfg``, refuse a run saved with other settings."""
     device = next(model.parameters()).device
-    state = read_checkpoint(path, device)
+    state = runs.read_checkpoint(path, device)
     if cfg is not None:
-        differences = config_differences(state["config"], asdict(cfg), RL_RESUMABLE_SETTINGS)
+        differences = runs.config_differences(state["config"], asdict(cfg), RL_RESUMABLE_SETTINGS)
         if differences:
-            raise RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
+            raise runs.RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
         if state["step"] > cfg.steps:
-            raise RunError(f"{path}: the checkpoint is at step {state['step']}, past --steps {cfg.steps}")
+            raise runs.RunError(f"{path}: the checkpoint is at step {state['step']}, past --steps {cfg.steps}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if reference is not None and state.get("reference") is not None:
         reference.load_state_dict(state["reference"])
-    restore_rng(state)
+    runs.restore_rng(state)
     return state["step"]
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict]:
     """Records of a JSONL log with ``step <= up_to_step``; the file is rewritten to hold only those
-    (a half-written last line is dropped with a note, see :func:`psft_edu.train.read_log_until`)."""
-    return read_log_until(path, up_to_step)
+    (a half-written last line is dropped with a note, see :func:`psft_edu.runs.read_log_until`)."""
+    return runs.read_log_until(path, up_to_step)
 
 
 def _append(path: Path | None, record: dict) -> None:
-    append_records(path, [record])
+    runs.append_records(path, [record])
 
 
 # ---------------------------------------------------------------- the loop
@@ -307,7 +290,7 @@ def grpo(
     penalty (default: a frozen copy of ``model`` as it is now; only used when ``beta > 0``).
     ``eval_fn(model, step)`` returns a dict appended to ``evals.jsonl`` every ``eval_every``
     steps and at the end. ``resume=True`` continues from ``out/checkpoint.pt`` when it exists.
-    Ctrl-C saves a checkpoint and raises :class:`psft_edu.train.Interrupted`.
+    Ctrl-C saves a checkpoint and raises :class:`psft_edu.runs.Interrupted`.
 
     Returns the per-step metric records of the whole run (earlier steps included on resume).
     """
@@ -322,10 +305,10 @@ def grpo(
     metrics_path = out / "metrics.jsonl" if out is not None else None
     evals_path = out / "evals.jsonl" if out is not None else None
     if out is not None:
-        if start_run_folder(out, resume):
+        if runs.start_run_folder(out, resume):
             step = _load_checkpoint(out / "checkpoint.pt", model, optimizer, reference, cfg)
             history, evals = _read_log(metrics_path, step), _read_log(evals_path, step)
-        write_run_header(out, cfg)
+        runs.write_run_header(out, cfg)
 
     def evaluate() -> None:
         if eval_fn is None or (evals and evals[-1]["step"] == step):
@@ -343,7 +326,7 @@ def grpo(
 
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", disable=not progress, leave=False)
     try:
-        with StopSignals() as stop:
+        with runs.StopSignals() as stop:
             if step == 0 and cfg.eval_every:
                 evaluate()
             while step < cfg.steps:
@@ -363,7 +346,7 @@ def grpo(
             evaluate()
             save()
             if out is not None:
-                save_model_atomic(model, tokenizer, out / "model")
+                runs.save_model_atomic(model, tokenizer, out / "model")
     finally:
         bar.close()
     return history
@@ -383,8 +366,8 @@ def _grpo_step(model, tokenizer, optimizer, reference, prompts: list[str], step:
     batch = rollout_batch(tokenizer, batch_prompts, samples).to(device)
     try:
         stats = update_policy(model, optimizer, batch, advantages.to(device), cfg, reference)
-    except TrainingError as err:
-        raise TrainingError(f"step {step + 1}: {err}; {checkpoint_note(out)}") from None
+    except runs.TrainingError as err:
+        raise runs.TrainingError(f"step {step + 1}: {err}; {runs.checkpoint_note(out)}") from None
     return {
         "step": step + 1,
         **sample_metrics(batch_prompts, samples, rewards),

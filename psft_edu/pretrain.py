@@ -20,7 +20,8 @@ from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import evaluate_model
 from .models import get_preset, load_tokenizer, new_model, pick_device
 from .paths import user_checkpoint_dir
-from .train import TrainConfig, Trainer, git_commit, save_model_atomic
+from .runs import git_commit, save_model_atomic
+from .train import TrainConfig, Trainer
 
 MANIFEST = "manifest.json"
 MANIFEST_PROMPTS = 100  # prompts per family in the manifest's evaluation table

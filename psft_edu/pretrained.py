@@ -28,8 +28,9 @@ from transformers import PreTrainedTokenizerBase
 from .data import atomic_write_bytes, load_split
 from .models import load_model, pick_device
 from .paths import DATA_DIR
+from .runs import git_commit, save_model_atomic
 from .stats import describe, paired_difference
-from .train import TrainConfig, Trainer, git_commit, save_model_atomic
+from .train import TrainConfig, Trainer
 
 HELDOUT_TEXT = "english_heldout.txt"
 MIDTRAIN_STEPS = 1000  # optimiser steps of mid-training (batch 32): about 2 epochs of data/pretrain.jsonl

@@ -22,33 +22,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from . import objectives as obj
+from . import runs
 from .config import SettingError, check_settings, setting
 from .data import Batch, collate, encode_records
-from .runs import (  # the run machinery lives in runs; these names stay importable from here
-    Interrupted,
-    RunError,
-    StopSignals,
-    TrainingError,
-    append_records,
-    autocast,
-    check_device,
-    check_finite,
-    check_model_fits,
-    check_run_folder,
-    check_writable_folder,
-    config_differences,
-    git_commit,
-    load_model_for_run,
-    read_checkpoint,
-    read_log_until,
-    remove_stale_temporaries,
-    restore_rng,
-    rng_state,
-    save_model_atomic,
-    start_run_folder,
-    write_checkpoint,
-    write_run_header,
-)
 
 OBJECTIVES = obj.OBJECTIVES  # the registry: name -> objectives.Objective
 
@@ -197,7 +173,7 @@ class Trainer:
         self.evals: list[dict] = []
         self._pending: list[tuple[str, dict]] = []
         self._fingerprint: str | None = None
-        self._stop = StopSignals()
+        self._stop = runs.StopSignals()
 
     # ------------------------------------------------------------ helpers
     def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -206,7 +182,7 @@ class Trainer:
         return maybe_compile(model, self.cfg.compile)
 
     def _autocast(self):
-        return autocast(self.device)
+        return runs.autocast(self.device)
 
     def _order(self, epoch: int) -> list[int]:
         gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
@@ -291,7 +267,7 @@ class Trainer:
         numbers = torch.stack([sums[k] for k in keys] + [grad_norm.float()]).tolist()  # one sync per step
         record = {"step": self.step + 1, **dict(zip(keys, numbers[:-1])), "grad_norm": numbers[-1], "lr": lr}
         what = f"loss or gradient (loss={record['loss']})"
-        check_finite(self.step + 1, numbers, what, self.out, self.optimizer)
+        runs.check_finite(self.step + 1, numbers, what, self.out, self.optimizer)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -311,7 +287,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "position": self.position,
-            **rng_state(),
+            **runs.rng_state(),
             "config": asdict(self.cfg),
             "reference": self.reference.state_dict() if self.reference is not None else None,
             "data": self.data_fingerprint(),
@@ -330,7 +306,7 @@ class Trainer:
         if self.out is None:
             return
         self._flush_metrics()
-        write_checkpoint(self.state_dict(), self.out / "checkpoint.pt")
+        runs.write_checkpoint(self.state_dict(), self.out / "checkpoint.pt")
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from ``path`` (loaded with ``weights_only=True``).
@@ -339,19 +315,21 @@ class Trainer:
         :data:`RESUMABLE_SETTINGS` (how long to train, how often to evaluate and save). With
         ``schedule="cosine"`` ``max_steps`` sets the decay, so it must match too.
         """
-        state = read_checkpoint(path, self.device)
+        state = runs.read_checkpoint(path, self.device)
         may_change = (
             RESUMABLE_SETTINGS
             if self.cfg.schedule == "constant"
             else tuple(k for k in RESUMABLE_SETTINGS if k != "max_steps")
         )
-        differences = config_differences(state["config"], asdict(self.cfg), may_change)
+        differences = runs.config_differences(state["config"], asdict(self.cfg), may_change)
         if differences:
-            raise RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
+            raise runs.RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
         if state["step"] > self.cfg.max_steps:
-            raise RunError(f"{path}: the checkpoint is at step {state['step']}, past --max-steps {self.cfg.max_steps}")
+            raise runs.RunError(
+                f"{path}: the checkpoint is at step {state['step']}, past --max-steps {self.cfg.max_steps}"
+            )
         if state.get("data") not in (None, self.data_fingerprint()):
-            raise RunError(
+            raise runs.RunError(
                 f"{path}: --resume with other training data than the saved run (--data or its contents differ)"
             )
         self.model.load_state_dict(state["model"])
@@ -360,11 +338,11 @@ class Trainer:
         if self.reference is not None and state.get("reference") is not None:
             self.reference.load_state_dict(state["reference"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        restore_rng(state)
+        runs.restore_rng(state)
         if self.out is not None:
             # The run's history so far; log lines written after the checkpoint are dropped (they come again).
-            self.history = read_log_until(self.out / "metrics.jsonl", self.step)
-            self.evals = read_log_until(self.out / "evals.jsonl", self.step)
+            self.history = runs.read_log_until(self.out / "metrics.jsonl", self.step)
+            self.evals = runs.read_log_until(self.out / "evals.jsonl", self.step)
 
     # ------------------------------------------------------------ logging
     _pending: list[tuple[str, dict]]
@@ -382,7 +360,7 @@ class Trainer:
         for name, record in self._pending:
             by_file.setdefault(name, []).append(record)
         for name, records in by_file.items():
-            append_records(self.out / name, records)
+            runs.append_records(self.out / name, records)
         self._pending = []
 
     def _evaluate(self) -> None:
@@ -413,9 +391,9 @@ class Trainer:
         cfg = self.cfg
         self._pending, self.evals = [], []
         if self.out is not None:
-            if start_run_folder(self.out, resume):
+            if runs.start_run_folder(self.out, resume):
                 self.load_checkpoint(self.out / "checkpoint.pt")
-            write_run_header(self.out, cfg)
+            runs.write_run_header(self.out, cfg)
         if self.truncated:
             print(
                 f"note: {self.truncated} example(s) longer than {cfg.max_length} tokens were truncated", file=sys.stderr
@@ -427,13 +405,13 @@ class Trainer:
                 self._evaluate()
                 self.save_checkpoint()
                 if self.out is not None:
-                    save_model_atomic(self.model, self.tokenizer, self.out / "model")
+                    runs.save_model_atomic(self.model, self.tokenizer, self.out / "model")
         finally:
             bar.close()
             self._flush_metrics()
         return self.history
 
-    def _loop(self, bar: tqdm, stop: StopSignals) -> None:
+    def _loop(self, bar: tqdm, stop: runs.StopSignals) -> None:
         """Global batches until ``max_steps``; evaluations, checkpoints and Ctrl-C act between them,
         where the state is fully described by the model, optimiser and data position."""
         cfg = self.cfg
@@ -456,25 +434,4 @@ class Trainer:
                 raise stop.interrupted(self.step, self.out)
 
 
-__all__ = [
-    "OBJECTIVES",
-    "RESUMABLE_SETTINGS",
-    "Interrupted",
-    "RunError",
-    "TrainConfig",
-    "Trainer",
-    "TrainingError",
-    "check_device",
-    "check_model_fits",
-    "check_run_folder",
-    "check_writable_folder",
-    "config_differences",
-    "git_commit",
-    "load_model_for_run",
-    "objective_loss",
-    "read_checkpoint",
-    "read_log_until",
-    "remove_stale_temporaries",
-    "save_model_atomic",
-    "write_checkpoint",
-]
+__all__ = ["OBJECTIVES", "RESUMABLE_SETTINGS", "TrainConfig", "Trainer", "lr_factor", "objective_loss"]

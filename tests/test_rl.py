@@ -18,7 +18,7 @@ from psft_edu import objectives, tasks
 from psft_edu.evaluate import sample
 from psft_edu.models import load_model
 from psft_edu.rl import RLConfig, group_advantages, grpo, load_prompts, prompts_for_step
-from psft_edu.train import Interrupted, TrainingError
+from psft_edu.runs import Interrupted, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PSFT_EDU_PRESET": "tiny", "OMP_NUM_THREADS": "1"}

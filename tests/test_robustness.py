@@ -24,7 +24,8 @@ from psft_edu import data as data_module
 from psft_edu import train as train_module
 from psft_edu.data import DataError, build_tokenizer, jsonl_bytes, load_split, read_jsonl
 from psft_edu.models import load_model, load_tokenizer, new_model
-from psft_edu.train import Interrupted, TrainConfig, Trainer, TrainingError
+from psft_edu.runs import Interrupted, TrainingError
+from psft_edu.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = load_split("sft_train")[:64]

@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM
 from psft_edu import __main__ as cli
 from psft_edu.data import load_split
 from psft_edu.models import load_model
-from psft_edu.train import Interrupted, TrainConfig, Trainer, TrainingError
+from psft_edu.runs import Interrupted, TrainingError
+from psft_edu.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = load_split("sft_train")[:256]
