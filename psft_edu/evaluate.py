@@ -102,6 +102,7 @@ def evaluate_family(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
+    *,
     num_samples: int = 8,
     seed: int = 0,
     reference: torch.nn.Module | None = None,
@@ -187,7 +188,7 @@ def evaluate_model(
     the model's own samples (out-of-domain: the mean over those families).
     """
     results = {
-        family: evaluate_family(model, tokenizer, prompts, num_samples, seed, reference)
+        family: evaluate_family(model, tokenizer, prompts, num_samples=num_samples, seed=seed, reference=reference)
         for family, prompts in prompts_per_family.items()
     }
     ood = [f for f in results if f != tasks.IN_DOMAIN]

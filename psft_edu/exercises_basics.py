@@ -9,6 +9,7 @@ from .exercises_common import (
     _attempt,
     _close,
     _items,
+    _judge,
     _one_number,
     _one_scalar,
     _report,
@@ -68,18 +69,17 @@ def check_completion_logprob(answer: Any, model: Any, tokenizer: Any, prompt: st
         logits = model(input_ids=ids).logits
     logp = token_logprobs(logits[:, :-1], ids[:, 1:])[0, len(p) - 1 :]
     expected = float(logp.sum())
-    value = _one_scalar(answer)
-    if _close(value, expected, 1e-3):
-        return _report(True, f"log pi = {expected:.4f}, so pi(completion | prompt) = {math.exp(expected):.4g}.")
-    if _close(value, -expected, 1e-3):
-        return _report(False, "right size, wrong sign: a log-probability is never positive.")
-    if _close(value, math.exp(expected), 1e-3):
-        return _report(False, "that is the probability itself; take its logarithm.")
-    if _close(value, expected / len(c), 1e-3):
-        return _report(False, "that is the mean over tokens; the joint log-probability is the sum.")
-    return _report(
-        False,
+    return _judge(
+        _one_scalar(answer),
+        expected,
+        f"log pi = {expected:.4f}, so pi(completion | prompt) = {math.exp(expected):.4g}.",
+        [
+            (-expected, "right size, wrong sign: a log-probability is never positive."),
+            (math.exp(expected), "that is the probability itself; take its logarithm."),
+            (expected / len(c), "that is the mean over tokens; the joint log-probability is the sum."),
+        ],
         f"expected about {expected:.3f}. Did you sum exactly the completion's {len(c)} tokens (no prompt tokens)?",
+        tol=1e-3,
     )
 
 

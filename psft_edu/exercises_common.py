@@ -70,6 +70,16 @@ def _number(answer: Any) -> float | None:
     return values[0] if values is not None and len(values) == 1 and not isinstance(answer, (str, bytes)) else None
 
 
+def _judge(
+    value: float, expected: float, right: str, mistakes: list[tuple[float, str]], otherwise: str, tol: float = 1e-4
+) -> bool:
+    """True, with ``right``, when ``value`` is ``expected``; otherwise False with the message of the first
+    known mistake ``value`` matches (``mistakes``: what that mistake gives, what it means), else ``otherwise``."""
+    if _close(value, expected, tol):
+        return _report(True, right)
+    return _report(False, next((message for wrong, message in mistakes if _close(value, wrong, tol)), otherwise))
+
+
 class _Verdict(Exception):
     """Ends a checker early with ``result``: None (not attempted) or False (not a usable answer)."""
 

@@ -9,6 +9,7 @@ from .exercises_common import (
     _attempt,
     _close,
     _items,
+    _judge,
     _number,
     _one_number,
     _report,
@@ -181,23 +182,19 @@ def check_zero_signal_fraction(answer: Any, p: float, group_size: int) -> bool |
     )
     value = _one_number(answer, "give one number between 0 and 1.")
     expected = p**group_size + (1 - p) ** group_size
-    if _close(value, expected):
-        return _report(
-            True,
-            f"{p:g}^{group_size} + {1 - p:g}^{group_size} = {expected:.4g}: that share of the batch is wasted on "
-            "average.",
-        )
-    if _close(value, (1 - p) ** group_size):
-        return _report(False, "that counts the all-wrong groups; all-right groups have equal rewards too.")
-    if _close(value, p**group_size):
-        return _report(
-            False,
-            "that counts the all-right groups; all-wrong groups have equal rewards too (and are far more common here).",
-        )
-    if _close(value, 1 - expected):
-        return _report(False, "that is the share of groups that DO carry a signal; the question asks for the others.")
-    return _report(
-        False,
+    return _judge(
+        value,
+        expected,
+        f"{p:g}^{group_size} + {1 - p:g}^{group_size} = {expected:.4g}: that share of the batch is wasted on average.",
+        [
+            ((1 - p) ** group_size, "that counts the all-wrong groups; all-right groups have equal rewards too."),
+            (
+                p**group_size,
+                "that counts the all-right groups; all-wrong groups have equal rewards too (and are far "
+                "more common here).",
+            ),
+            (1 - expected, "that is the share of groups that DO carry a signal; the question asks for the others."),
+        ],
         f"with p = {p:g} and G = {group_size}: the chance that all G are wrong is (1-p)^G; add the all-right case.",
     )
 

@@ -78,7 +78,7 @@ def test_own_sample_kl_is_zero_to_itself_and_positive_to_another_model(one_threa
     assert own_sample_kl(model, model, tok, prompts, drawn) == pytest.approx(0.0, abs=1e-6)
     assert own_sample_kl(model, other, tok, prompts, drawn) > 1e-4
     # evaluate_family reports the same number under the same seed.
-    result = evaluate_family(model, tok, prompts, 3, seed=0, reference=other)
+    result = evaluate_family(model, tok, prompts, num_samples=3, seed=0, reference=other)
     assert result["kl_to_base"] == pytest.approx(own_sample_kl(model, other, tok, prompts, drawn))
 
 
