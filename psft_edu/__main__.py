@@ -38,6 +38,20 @@ class FlagError(ValueError):
     """A command-line value that cannot work; the message names the flag."""
 
 
+def load_model_for_run(spec: str | Path | None, device: str | None = None):
+    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`."""
+    from .models import load_model
+    from .runs import RunError
+
+    try:
+        return load_model(spec, device=device)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"cannot load model {spec}: {first}") from None
+
+
 def flag(name: str) -> str:
     """The command-line spelling of a settings field: ``max_steps`` -> ``--max-steps``."""
     return "--" + name.replace("_", "-")
@@ -154,7 +168,7 @@ def cmd_eval(args) -> int:
     from . import tasks
     from .data import eval_prompts
     from .evaluate import evaluate_model
-    from .runs import check_device, check_model_fits, load_model_for_run
+    from .runs import check_device, check_model_fits
 
     _positive("--samples", args.samples, allow_none=False)
     _positive("--prompts", args.prompts, allow_none=False)
@@ -173,7 +187,7 @@ def cmd_eval(args) -> int:
 def cmd_train(args) -> int:
     from .data import DATA_DIR, check_coverage, load_split, read_jsonl
     from .evaluate import make_eval_fn
-    from .runs import check_device, check_model_fits, check_run_folder, load_model_for_run
+    from .runs import check_device, check_model_fits, check_run_folder
     from .train import TrainConfig, Trainer
 
     # Every check comes before anything is written to --out: flags, the folder, the data, the model.
@@ -260,7 +274,7 @@ def cmd_rl(args) -> int:
     from .data import DataError, eval_prompts, uncovered_characters
     from .evaluate import evaluate_model
     from .grpo_loop import RLConfig, grpo, load_prompts
-    from .runs import check_device, check_model_fits, check_run_folder, load_model_for_run
+    from .runs import check_device, check_model_fits, check_run_folder
 
     cfg = settings_from_args(RLConfig, args, init=str(args.init))
     check_device(args.device)

@@ -316,7 +316,8 @@ def compare(
     if model:
         from .pretrained import report_lm_retention
 
-        report_lm_retention(summary, model, base, out)  # perplexity on English, added to summary.json and report.md
+        # Perplexity on English, added to summary.json and report.md.
+        report_lm_retention(summary, model, base, out, pairings)
     return summary
 
 

@@ -28,14 +28,6 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def maybe_compile(model: torch.nn.Module, compile: bool = False) -> torch.nn.Module:
-    """``torch.compile`` only on CUDA and only when asked; elsewhere the model unchanged."""
-    device = next(model.parameters()).device
-    if compile and device.type == "cuda":
-        return torch.compile(model)  # type: ignore[return-value]
-    return model
-
-
 def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     """The project's character tokenizer (or the one saved at ``path``)."""
     folder = Path(path) if path else TOKENIZER_DIR

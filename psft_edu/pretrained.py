@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -168,8 +169,18 @@ def midtrain(
 VIEW_FOLDERS = (("main", None), ("long", "long"))  # (folder under the comparison's output, key in summary.json)
 
 
-def report_lm_retention(summary: dict, spec: str, base: str | Path, out: str | Path, device: str | None = None) -> dict:
+def report_lm_retention(
+    summary: dict,
+    spec: str,
+    base: str | Path,
+    out: str | Path,
+    pairs: Callable[[dict], list[tuple[str, str, str]]],
+    device: str | None = None,
+) -> dict:
     """Perplexity on the held-out English text of the original model, the mid-trained base and every run.
+
+    ``pairs(view)`` names the SFT/PSFT pairs whose per-seed differences are reported
+    (:func:`psft_edu.compare.pairings`).
 
     Reads the final models the comparison saved under ``<out>/<view>/<run>_seed<k>/model``, adds
     ``summary["lm_retention"]`` (and ``summary["model"]``), rewrites ``summary.json`` and appends a
@@ -197,9 +208,7 @@ def report_lm_retention(summary: dict, spec: str, base: str | Path, out: str | P
                 del model
             runs[name] = describe(values)
         paired = {}
-        from .compare import pairings
-
-        for label, sft, psft in pairings(view):
+        for label, sft, psft in pairs(view):
             paired[label] = paired_difference(runs[sft]["per_seed"], runs[psft]["per_seed"])
         retention[folder] = {"runs": runs, "paired": paired}
     summary["model"] = str(spec)

@@ -125,17 +125,12 @@ def check_device(name: str | None) -> None:
         raise RunError(f"--device {name}: only cpu, cuda and mps are supported")
 
 
-def load_model_for_run(spec: str | Path | None, device: str | None = None):
-    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`."""
-    from .models import load_model
-
-    try:
-        return load_model(spec, device=device)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunError(f"cannot load model {spec}: {first}") from None
+def maybe_compile(model: torch.nn.Module, compile: bool = False) -> torch.nn.Module:
+    """``torch.compile`` only on CUDA and only when asked; elsewhere the model unchanged."""
+    device = next(model.parameters()).device
+    if compile and device.type == "cuda":
+        return torch.compile(model)  # type: ignore[return-value]
+    return model
 
 
 def check_model_fits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int | None = None) -> None:
@@ -400,7 +395,7 @@ __all__ = [
     "check_writable_folder",
     "config_differences",
     "git_commit",
-    "load_model_for_run",
+    "maybe_compile",
     "read_checkpoint",
     "read_log_until",
     "remove_stale_temporaries",

@@ -177,9 +177,7 @@ class Trainer:
 
     # ------------------------------------------------------------ helpers
     def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
-        from .models import maybe_compile
-
-        return maybe_compile(model, self.cfg.compile)
+        return runs.maybe_compile(model, self.cfg.compile)
 
     def _autocast(self):
         return runs.autocast(self.device)

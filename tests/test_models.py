@@ -10,7 +10,8 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from psft_edu import models
-from psft_edu.models import PRESETS, load_model, maybe_compile, new_model, pick_device, preset_name
+from psft_edu.models import PRESETS, load_model, new_model, pick_device, preset_name
+from psft_edu.runs import maybe_compile
 
 PROBE = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
 
