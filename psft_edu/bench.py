@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .data import atomic_write_bytes, collate, encode_records, load_split
 from .models import get_preset, load_model, load_tokenizer, new_model, pick_device
+from .presets import DEFAULT_PRESET
 from .train import TrainConfig, Trainer
 
 H100_BF16_FLOPS = 989e12  # dense bf16 peak of an H100 SXM, for MFU
@@ -217,7 +218,11 @@ def peak_memory(mode: str, rows: int = 4096, vocab: int = 50257) -> int:
 
 
 def run_bench(
-    preset: str = "small", steps: int | None = None, device: str | None = None, out: str | None = None, repeats: int = 3
+    preset: str = DEFAULT_PRESET,
+    steps: int | None = None,
+    device: str | None = None,
+    out: str | None = None,
+    repeats: int = 3,
 ) -> dict:
     """Run every measurement and print the table; returns it as a dict."""
     dev = pick_device(device)

@@ -31,7 +31,7 @@ from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import make_eval_fn, sample
 from .models import get_preset, load_model
 from .objectives import PSFT_CLIP
-from .presets import PRESETS, CompareSettings
+from .presets import DEFAULT_PRESET, PRESETS, CompareSettings
 from .stats import describe, excludes_zero, paired_difference
 from .train import TrainConfig, Trainer
 
@@ -269,7 +269,7 @@ def run_view(
 
 
 def compare(
-    preset: str = "small",
+    preset: str = DEFAULT_PRESET,
     seeds: tuple[int, ...] | None = None,
     out: str | Path = "runs/compare",
     settings: CompareSettings | None = None,

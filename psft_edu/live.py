@@ -17,6 +17,8 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+from .presets import DEFAULT_PRESET
+
 RUN_NAME = re.compile(r"(sft|psft)_lr([0-9.e+-]+?)(?:_seed(\d+))?")
 
 
@@ -110,7 +112,7 @@ def rerun_rl_experiment(
     from . import data, rl
 
     settings = cached["settings"]
-    preset = cached.get("preset", "small")
+    preset = cached.get("preset", DEFAULT_PRESET)
     workdir = Path(workdir)
     inits: dict[str, str] = {}
     for name, run in cached["runs"].items():

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 PRESET_ENV = "PSFT_EDU_PRESET"
+DEFAULT_PRESET = "small"  # a laptop CPU; `tiny` is for CI, `gpt2` for one GPU
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ PRESETS: dict[str, Preset] = {
 
 def preset_name(name: str | None = None) -> str:
     """The preset to use: the argument, else ``$PSFT_EDU_PRESET``, else ``small``."""
-    chosen = name or os.environ.get(PRESET_ENV) or "small"
+    chosen = name or os.environ.get(PRESET_ENV) or DEFAULT_PRESET
     if chosen not in PRESETS:
         raise ValueError(f"unknown preset {chosen!r}; choose from {', '.join(PRESETS)}")
     return chosen
@@ -178,4 +179,14 @@ def preset_of_shape(n_layer: int, n_head: int, n_embd: int) -> str:
     return "custom"
 
 
-__all__ = ["PRESETS", "PRESET_ENV", "BenchBudget", "CompareSettings", "Preset", "RLBudget", "get_preset", "preset_name"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "PRESET_ENV",
+    "BenchBudget",
+    "CompareSettings",
+    "Preset",
+    "RLBudget",
+    "get_preset",
+    "preset_name",
+]

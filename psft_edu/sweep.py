@@ -29,6 +29,7 @@ from .compare import SETTINGS, CompareSettings, RunSpec, run_grid, slim, summari
 from .data import atomic_write_bytes
 from .models import get_preset, preset_name
 from .objectives import OBJECTIVES, PSFT_CLIP
+from .presets import DEFAULT_PRESET
 
 NO_CLIP = math.inf  # 1 + inf: the clip never binds (a finite epsilon can: the ratio may reach exp(20))
 DEFAULT_CLIP = PSFT_CLIP  # what finetune uses when a RunSpec gives none
@@ -114,7 +115,7 @@ METRICS: dict[str, tuple[str, float, int, bool]] = {
 }
 
 
-def cache_path(what: str, preset: str = "small") -> Path:
+def cache_path(what: str, preset: str = DEFAULT_PRESET) -> Path:
     """Where the committed results of one sweep live: ``notebooks/results/sweep_<preset>_<what>.json``."""
     from .paths import REPO_ROOT
 
@@ -136,7 +137,7 @@ def write_caches(out: str | Path = "runs/sweep") -> list[Path]:
 
 
 def load_results(
-    what: str, preset: str = "small", live: bool = False, out: str | Path = "runs/sweep", lr: float | None = None
+    what: str, preset: str = DEFAULT_PRESET, live: bool = False, out: str | Path = "runs/sweep", lr: float | None = None
 ) -> dict:
     """A sweep's summary: the committed cache, or (``live=True``) a fresh run of the sweep, slimmed the same way."""
     if live:

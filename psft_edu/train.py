@@ -89,8 +89,6 @@ class TrainConfig:
         """K: optimiser steps (mini-batches) per frozen old policy."""
         return self.global_batch // self.mini_batch
 
-    updates_per_batch = refresh_every  # the older name of K
-
 
 RESUMABLE_SETTINGS = ("max_steps", "eval_every", "eval_prompts", "eval_samples", "save_every", "compile")
 
