@@ -283,7 +283,18 @@ def run_bench(
         results["peak_memory_gib_sft"] = PEAK_GIB["sft"]
         results["peak_memory_gib_psft"] = PEAK_GIB["psft"]
 
-    print(f"bench: preset {p.name} on {results['device']}, {steps} timed optimiser steps per loop, best of {repeats}")
+    print_bench(results)
+    if out:
+        atomic_write_bytes(Path(out), json.dumps(results, indent=2).encode())
+    return results
+
+
+def print_bench(results: dict) -> None:
+    """The table of :func:`run_bench`'s result, in Markdown, and its extra figures."""
+    print(
+        f"bench: preset {results['preset']} on {results['device']}, {results['steps']} timed optimiser steps per loop, "
+        f"best of {results['repeats']}"
+    )
     print("| measure | value | goal | met | detail |\n| --- | --- | --- | --- | --- |")
     for r in results["rows"]:
         print(f"| {r['measure']} | {r['value']:.2f}x | {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['detail']} |")
@@ -297,9 +308,6 @@ def run_bench(
     ):
         if key in results:
             print(f"{key}: {results[key]:,.3f}")
-    if out:
-        atomic_write_bytes(Path(out), json.dumps(results, indent=2).encode())
-    return results
 
 
 def _device_name(dev: torch.device) -> str:

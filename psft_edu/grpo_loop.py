@@ -61,7 +61,7 @@ class RLConfig:
     group_size: int = setting(8, "completions sampled per prompt (at least 2)", check="positive")
     prompts_per_step: int = setting(16, "prompts per sampled batch", check="positive")
     clip_low: float = setting(
-        0.2, "lower clip: the ratio of a below-average completion stops at 1 - this", check="non-negative"
+        obj.PPO_CLIP, "lower clip: the ratio of a below-average completion stops at 1 - this", check="non-negative"
     )
     clip_high: float = setting(obj.PSFT_CLIP, "upper clip (clip-higher, as in DAPO; PSFT's epsilon)", check="positive")
     beta: float = setting(0.0, "weight of the KL-to-reference penalty (k3 estimator); 0: none", check="non-negative")

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, PPO_CLIP
 
 COLOURS = {**{name: o.colour for name, o in OBJECTIVES.items()}, "base": "black"}  # from the objective registry
 
@@ -198,7 +198,7 @@ def save_compare_figures(summary: dict, out: str | Path) -> list[str]:
     return paths
 
 
-def plot_clipped_surrogate(epsilon: float = 0.2, advantage: float = 1.0, ax=None, clip_high: float | None = None):
+def plot_clipped_surrogate(epsilon: float = PPO_CLIP, advantage: float = 1.0, ax=None, clip_high: float | None = None):
     """The PPO surrogate min(r·A, clip(r)·A) and its derivative in r, for one advantage sign."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     high = epsilon if clip_high is None else clip_high

@@ -47,7 +47,7 @@ from .drawing import (  # noqa: F401 (re-exported for the notebooks)
     rl_run_style,
     token_ratio_html,
 )
-from .objectives import PSFT_CLIP
+from .objectives import PPO_CLIP, PSFT_CLIP
 
 if TYPE_CHECKING:  # for annotations only: torch, transformers and ipywidgets are imported inside the functions
     import ipywidgets
@@ -171,7 +171,7 @@ def _clip_explorer_readout(epsilon: float, r: float) -> str:
     )
 
 
-def clip_explorer(epsilon: float = 0.2, r: float = 1.3):
+def clip_explorer(epsilon: float = PPO_CLIP, r: float = 1.3):
     """PPO's clipped surrogate and its slope against the ratio r, for Â = +1 and Â = -1.
 
     Move ``ε`` to widen or narrow the trust region and ``r`` to read the surrogate and its
