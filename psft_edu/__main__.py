@@ -24,8 +24,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import SettingError, choices_of
+from .config import SettingError, choices_of, problem_with
 from .models import PRESETS, preset_name
+from .presets import DEFAULT_PRESET, PRESET_ENV
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -85,7 +86,9 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, from_preset: tuple[
 def settings_from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
     """An instance of the settings dataclass ``cls`` from the parsed flags (plus ``extra`` fields); a value
     the dataclass refuses becomes a :class:`FlagError` that names the flag."""
-    values = {f.name: getattr(args, f.name) for f in fields(cls) if f.metadata["cli"] and hasattr(args, f.name)}
+    values = {
+        f.name: getattr(args, f.name) for f in fields(cls) if f.metadata.get("cli", True) and hasattr(args, f.name)
+    }
     try:
         return cls(**{**values, **extra})
     except SettingError as err:
@@ -97,17 +100,10 @@ def _require(condition: bool, message: str) -> None:
         raise FlagError(message)
 
 
-def _positive(flag: str, value: float | int | None, allow_none: bool = True) -> None:
-    """``value`` must be a finite number above zero (``None`` means the default, when allowed)."""
-    if value is None and allow_none:
-        return
-    _require(value is not None and math.isfinite(value) and value > 0, f"{flag} must be a positive number, got {value}")
-
-
-def _not_negative(flag: str, value: float | int | None) -> None:
-    if value is None:
-        return
-    _require(math.isfinite(value) and value >= 0, f"{flag} must be zero or more, got {value}")
+def _check(option: str, value: float | int | None, check: str = "positive") -> None:
+    """A hand-written flag's value under one of :data:`psft_edu.config.CHECKS` (``None``: the default)."""
+    problem = problem_with(value, check)
+    _require(problem is None, f"{option} {problem}")
 
 
 def _check_out_folder(out: str | None) -> None:
@@ -121,7 +117,7 @@ def _check_out_folder(out: str | None) -> None:
 
 def _preset_arg(parser: argparse.ArgumentParser, what: str = "model size") -> None:
     parser.add_argument(
-        "--preset", choices=list(PRESETS), default=None, help=f"{what} (default: $PSFT_EDU_PRESET or small)"
+        "--preset", choices=list(PRESETS), default=None, help=f"{what} (default: ${PRESET_ENV} or {DEFAULT_PRESET})"
     )
 
 
@@ -152,7 +148,7 @@ def cmd_pretrain(args) -> int:
     from .pretrain import pretrain
     from .runs import check_device
 
-    _positive("--steps", args.steps)
+    _check("--steps", args.steps)
     check_device(args.device)
     _check_out_folder(args.out)
 
@@ -170,8 +166,8 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_model
     from .runs import check_device, check_model_fits
 
-    _positive("--samples", args.samples, allow_none=False)
-    _positive("--prompts", args.prompts, allow_none=False)
+    _check("--samples", args.samples)
+    _check("--prompts", args.prompts)
     check_device(args.device)
     model, tokenizer = load_model_for_run(args.model or preset_name(args.preset), args.device)
     check_model_fits(model, tokenizer)
@@ -216,8 +212,8 @@ def cmd_train(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare
 
-    _positive("--max-steps", args.max_steps)
-    _positive("--threads", args.threads)
+    _check("--max-steps", args.max_steps)
+    _check("--threads", args.threads)
     _check_out_folder(args.out)
 
     out = Path(args.out)
@@ -244,7 +240,7 @@ def cmd_bench(args) -> int:
     from .bench import run_bench
     from .runs import check_device
 
-    _positive("--steps", args.steps)
+    _check("--steps", args.steps)
     check_device(args.device)
     if args.out is not None:
         _require(not Path(args.out).is_dir(), f"--out {args.out}: is a folder; bench writes one JSON file")
@@ -256,8 +252,8 @@ def cmd_bench(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import KINDS, markdown_table, sweep
 
-    _positive("--max-steps", args.max_steps)
-    _positive("--lr", args.lr)
+    _check("--max-steps", args.max_steps)
+    _check("--lr", args.lr)
     _check_out_folder(args.out)
 
     for what in KINDS if args.what == "all" else (args.what,):
@@ -352,8 +348,8 @@ def cmd_rl_compare(args) -> int:
         if getattr(args, name) is None:
             setattr(args, name, value)  # the recorded command then states every value
     cfg = settings_from_args(RLConfig, args)
-    _positive("--num-prompts", args.num_prompts)
-    _not_negative("--show-prompts", args.show_prompts)
+    _check("--num-prompts", args.num_prompts)
+    _check("--show-prompts", args.show_prompts, "non-negative")
     check_device(args.device)
     _check_out_folder(args.out)
     inits = _rl_starts(args)

@@ -61,19 +61,26 @@ def choices_of(f: Field) -> list[str] | None:
     return list(choices() if callable(choices) else choices) if choices is not None else None
 
 
+def problem_with(value: Any, check: str) -> str | None:
+    """What is wrong with ``value`` under the named check (``"must be a positive number, got 0"``); None if it
+    passes. ``None`` always passes: it stands for "the default"."""
+    if value is None:
+        return None
+    passes, problem = CHECKS[check]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return None if number and not math.isnan(value) and passes(value) else f"{problem}, got {value}"
+
+
 def check_settings(cfg: Any) -> None:
     """Raise :class:`SettingError` for the first field of ``cfg`` that fails its declared check or choices."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        check = f.metadata.get("check")
-        if check is not None and value is not None:
-            passes, problem = CHECKS[check]
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and not math.isnan(value) and passes(value)):
-                raise SettingError(f"{{0}} {problem}, got {value}", f.name)
+        problem = problem_with(value, f.metadata["check"]) if f.metadata.get("check") else None
+        if problem:
+            raise SettingError("{0} " + problem, f.name)
         allowed = choices_of(f)
         if allowed is not None and value not in allowed:
             raise SettingError(f"{{0}} must be one of {', '.join(allowed)}; got {value!r}", f.name)
 
 
-__all__ = ["CHECKS", "SettingError", "check_settings", "choices_of", "setting"]
+__all__ = ["CHECKS", "SettingError", "check_settings", "choices_of", "problem_with", "setting"]
