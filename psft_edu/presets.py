@@ -85,8 +85,6 @@ class Preset:
     pretrain_steps: int
     pretrain_batch: int
     pretrain_lr: float
-    eval_prompts: int  # prompts per family in evaluations during and after fine-tuning
-    eval_samples: int  # samples per prompt (k of pass@k)
     compare: CompareSettings  # the comparison's main view (compare.SETTINGS)
     long: CompareSettings  # its prolonged view (compare.LONG_SETTINGS)
     rl: RLBudget  # the RL stage after fine-tuning
@@ -105,7 +103,7 @@ PRESETS: dict[str, Preset] = {
         # CI: every notebook in minutes on 2 CPU cores.
         Preset(
             name="tiny", n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=None,
-            pretrain_steps=4000, pretrain_batch=64, pretrain_lr=3e-3, eval_prompts=24, eval_samples=4,
+            pretrain_steps=4000, pretrain_batch=64, pretrain_lr=3e-3,
             compare=CompareSettings(
                 max_steps=192, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=64,
                 eval_prompts=16, eval_samples=4, seeds=(0,),
@@ -121,7 +119,7 @@ PRESETS: dict[str, Preset] = {
         # A laptop CPU: the default of `make compare`.
         Preset(
             name="small", n_layer=4, n_head=4, n_embd=128, n_positions=64, vocab_size=None,
-            pretrain_steps=4000, pretrain_batch=64, pretrain_lr=2e-3, eval_prompts=64, eval_samples=8,
+            pretrain_steps=4000, pretrain_batch=64, pretrain_lr=2e-3,
             compare=CompareSettings(
                 max_steps=160, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=80,
                 eval_prompts=24, eval_samples=8,
@@ -138,7 +136,7 @@ PRESETS: dict[str, Preset] = {
         # GPT-2 124M (12 layers, 768 wide, 12 heads, 1024 context, GPT-2's vocabulary size): one GPU.
         Preset(
             name="gpt2", n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257,
-            pretrain_steps=6000, pretrain_batch=64, pretrain_lr=6e-4, eval_prompts=128, eval_samples=8,
+            pretrain_steps=6000, pretrain_batch=64, pretrain_lr=6e-4,
             compare=CompareSettings(
                 max_steps=400, global_batch=256, mini_batch=32, high_lr=1e-4, low_lr=1e-5, eval_every=50,
                 eval_prompts=64, eval_samples=8, seeds=(0, 1, 2),
