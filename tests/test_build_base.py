@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # The gpt2 name with a toy's size and budget (its comparison and bench budgets are the real preset's).
 TINY_GPT2 = dataclasses.replace(
     PRESETS["gpt2"], n_layer=1, n_head=2, n_embd=32, n_positions=64, vocab_size=None,
-    pretrain_steps=6, pretrain_batch=16, pretrain_lr=3e-3, eval_prompts=2, eval_samples=2,
+    pretrain_steps=6, pretrain_batch=16, pretrain_lr=3e-3,
 )
 
 
