@@ -25,6 +25,7 @@ from typing import Any
 
 Format = str | Callable[[Any], str]
 Column = str | tuple[str, str]
+Rows = Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | Sequence[Sequence[Any]]
 
 
 def _format_value(value: Any, fmt: Format | None) -> str:
@@ -136,7 +137,7 @@ class Table:
 
 
 def make_table(
-    rows: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | Sequence[Sequence[Any]],
+    rows: Rows,
     columns: Sequence[Column] | None = None,
     formats: Mapping[str, Format] | None = None,
     index: str = "run",
@@ -184,19 +185,14 @@ def make_table(
     return Table(header, cells, numeric, title)
 
 
-def show_table(
-    rows: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | Sequence[Sequence[Any]],
-    columns: Sequence[Column] | None = None,
-    formats: Mapping[str, Format] | None = None,
-    index: str = "run",
-    title: str | None = None,
-) -> None:
-    """:func:`make_table`, displayed at once: HTML in Jupyter, plain text elsewhere.
+def show_table(rows: Rows, **options: Any) -> None:
+    """``make_table(rows, **options)`` (``columns``, ``formats``, ``index``, ``title``), displayed at once:
+    HTML in Jupyter, plain text elsewhere.
 
     It returns nothing, so a cell may show several tables and never shows one twice; use
     :func:`make_table` to keep the table (its ``text()``, ``markdown()`` and ``html()``).
     """
-    table = make_table(rows, columns, formats, index, title)
+    table = make_table(rows, **options)
     try:
         from IPython import get_ipython
         from IPython.display import display
