@@ -27,12 +27,8 @@ REGOLD = os.environ.get("PSFT_EDU_REGOLD") == "1"
 STEPS, GLOBAL, MINI, PROMPTS, SAMPLES = 4, 32, 8, 2, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# The golden metrics were recorded on one torch thread (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _settings(settings):

@@ -118,13 +118,17 @@ def test_teacher_is_canonical_and_always_correct() -> None:
 
 @pytest.fixture(scope="module")
 def quick_summary(tmp_path_factory) -> tuple[dict, object]:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare")
     main = replace(compare.SETTINGS["tiny"], max_steps=8, eval_every=8, eval_prompts=2, eval_samples=2, seeds=(0, 1))
     long = replace(
         compare.LONG_SETTINGS["tiny"], max_steps=16, eval_every=8, eval_prompts=2, eval_samples=2, seeds=(0, 1)
     )
-    summary = compare.compare("tiny", out=out, settings=main, long_settings=long, progress=False)
+    try:
+        summary = compare.compare("tiny", out=out, settings=main, long_settings=long, progress=False)
+    finally:
+        torch.set_num_threads(threads)  # later modules run at conftest's thread count
     return summary, out
 
 

@@ -34,9 +34,10 @@ SCRIPT = Path(__file__).resolve().parent / "accelerate_psft_script.py"
 
 @pytest.fixture(scope="module")
 def base():
-    torch.set_num_threads(1)
-    model, tok = load_model("tiny", device="cpu")
-    return model, tok
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # while this module's tests use the model; later modules keep conftest's count
+    yield load_model("tiny", device="cpu")
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

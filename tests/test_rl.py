@@ -30,13 +30,8 @@ def add_prompts(count: int, seed: int) -> list[str]:
     return [tasks.generate("add", rng, max_value=9).prompt for _ in range(count)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model runs several times faster on one thread than on two busy ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# The tiny model runs several times faster on one thread than on two busy ones (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_config(**changes) -> RLConfig:
