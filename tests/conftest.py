@@ -61,3 +61,37 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def interrupted_cli():
+    """``run(args, ready, signum, env=None)``: start ``python -m psft_edu *args`` in the checkout, wait until
+    ``ready()`` holds (at most two minutes), send ``signum`` and return ``(exit code, stderr)``.
+
+    The command must still be running when ``ready()`` first holds: one that ended early fails the test
+    with its output.
+    """
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def run(args: list[str], ready, signum: int, env: dict | None = None) -> tuple[int, str]:
+        env = {**os.environ, "TQDM_DISABLE": "1", **(env or {})}
+        command = [sys.executable, "-m", "psft_edu", *args]
+        proc = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not ready():
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.1)
+            proc.send_signal(signum)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, stderr
+
+    return run

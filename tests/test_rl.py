@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -245,42 +244,17 @@ def test_cli_bad_split_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "x").exists()
 
 
-def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path, interrupted_cli) -> None:
     out = tmp_path / "rl"
-    command = [
-        sys.executable,
-        "-m",
-        "psft_edu",
-        "rl",
-        "--init",
-        "tiny",
-        "--out",
-        str(out),
-        "--steps",
-        "2000",
-        "--split",
-        "eval/add",
-        "--prompts-per-step",
-        "4",
-        "--group-size",
-        "4",
-        "--save-every",
-        "0",
-    ]
-    proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-            (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()
-        ):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    metrics = out / "metrics.jsonl"
+    code, stderr = interrupted_cli(
+        ["rl", "--init", "tiny", "--out", str(out), "--steps", "2000", "--split", "eval/add",
+         "--prompts-per-step", "4", "--group-size", "4", "--save-every", "0"],
+        lambda: metrics.exists() and bool(metrics.read_text()),
+        signal.SIGINT,
+        env=ENV,
+    )
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted at step" in stderr
     assert (out / "checkpoint.pt").exists()

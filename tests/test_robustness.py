@@ -10,9 +10,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -287,28 +284,16 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------- 7. SIGTERM
 
 
-def test_sigterm_saves_exits_143_and_resumes(tmp_path, capsys):
+def test_sigterm_saves_exits_143_and_resumes(tmp_path, capsys, interrupted_cli):
     out = tmp_path / "run"
     flags = ["--preset", "tiny", "--global-batch", "16", "--mini-batch", "8", "--save-every", "1000", "--no-eval"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "psft_edu", "train", "--out", str(out), "--max-steps", "100000", *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TQDM_DISABLE": "1"},
+    metrics = out / "metrics.jsonl"
+    code, stderr = interrupted_cli(
+        ["train", "--out", str(out), "--max-steps", "100000", *flags],
+        lambda: metrics.exists() and bool(metrics.read_text()),
+        signal.SIGTERM,
     )
-    try:
-        deadline = time.time() + 120
-        metrics = out / "metrics.jsonl"
-        while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text()):
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, stderr
+    assert code == 143, stderr
     assert "Traceback" not in stderr and "terminated (SIGTERM)" in stderr
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert step == json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] > 0

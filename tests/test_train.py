@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -232,41 +230,15 @@ def test_cli_trains_own_model_on_own_data_and_saves_loadable_model(tmp_path):
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), trained.parameters()))
 
 
-def test_sigint_saves_checkpoint_and_exits_cleanly(tmp_path):
+def test_sigint_saves_checkpoint_and_exits_cleanly(tmp_path, interrupted_cli):
     out = tmp_path / "run"
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "psft_edu",
-            "train",
-            "--preset",
-            "tiny",
-            "--out",
-            str(out),
-            "--max-steps",
-            "100000",
-            "--global-batch",
-            "16",
-            "--mini-batch",
-            "8",
-            "--save-every",
-            "3",
-            "--no-eval",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
+    flags = ["--global-batch", "16", "--mini-batch", "8", "--save-every", "3", "--no-eval"]
+    code, stderr = interrupted_cli(
+        ["train", "--preset", "tiny", "--out", str(out), "--max-steps", "100000", *flags],
+        (out / "checkpoint.pt").exists,
+        signal.SIGINT,
     )
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     assert "checkpoint saved" in stderr
     state = torch.load(out / "checkpoint.pt", weights_only=False)
