@@ -46,6 +46,13 @@ def train_cli(out: Path, *extra: str) -> int:
     return cli.main(["train", "--out", str(out), *QUICK, *extra])
 
 
+RL_QUICK = ["--init", "tiny", "--split", "eval/add", "--prompts-per-step", "2", "--group-size", "2"]
+
+
+def rl_cli(out: Path, *extra: str) -> int:
+    return cli.main(["rl", "--out", str(out), *RL_QUICK, *extra])
+
+
 def one_error_line(capsys) -> str:
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note:")]
     assert len(err) == 1, err
@@ -74,24 +81,7 @@ def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsy
     if command == "train":
         code = train_cli(out, "--resume")
     else:
-        code = cli.main(
-            [
-                "rl",
-                "--init",
-                "tiny",
-                "--out",
-                str(out),
-                "--resume",
-                "--steps",
-                "2",
-                "--split",
-                "eval/add",
-                "--prompts-per-step",
-                "2",
-                "--group-size",
-                "2",
-            ]
-        )
+        code = rl_cli(out, "--resume", "--steps", "2")
     line = one_error_line(capsys)
     assert code == 2
     assert not marker.exists()
@@ -166,25 +156,11 @@ def test_rl_prompts_outside_the_tokenizer_are_refused(tmp_path, capsys):
 
 def test_rl_run_is_guarded_the_same_way(tmp_path, capsys):
     out = tmp_path / "rl"
-    flags = [
-        "--init",
-        "tiny",
-        "--out",
-        str(out),
-        "--split",
-        "eval/add",
-        "--prompts-per-step",
-        "2",
-        "--group-size",
-        "2",
-        "--save-every",
-        "0",
-    ]
-    assert cli.main(["rl", *flags, "--steps", "2"]) == 0
+    assert rl_cli(out, "--steps", "2") == 0
     capsys.readouterr()
-    assert cli.main(["rl", *flags, "--steps", "2"]) == 2
+    assert rl_cli(out, "--steps", "2") == 2
     assert "--overwrite" in one_error_line(capsys)
-    assert cli.main(["rl", *flags, "--steps", "3", "--lr", "1e-3", "--resume"]) == 2
+    assert rl_cli(out, "--steps", "3", "--lr", "1e-3", "--resume") == 2
     assert "lr: 0.0001 -> 0.001" in one_error_line(capsys)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
 
