@@ -70,20 +70,6 @@ def plot_curve(view: dict, key: str, ax=None, ylabel: str | None = None, title: 
     return ax
 
 
-def plot_entropy_curves(summary: dict, ax=None, key: str = "entropy"):
-    """Token entropy on the training demonstrations vs optimiser step (one view)."""
-    ax = plot_curve(summary, key, ax, ylabel="token entropy (nats)", title="Entropy on the SFT demonstrations")
-    ax.legend(fontsize=7, loc="best")
-    return ax
-
-
-def plot_eval_curves(summary: dict, key: str = "eval_ood_accuracy", ax=None, ylabel: str | None = None):
-    """An evaluation metric (e.g. out-of-domain accuracy) vs step (one view)."""
-    ax = plot_curve(summary, key, ax, ylabel=ylabel)
-    ax.legend(fontsize=7, loc="best")
-    return ax
-
-
 def plot_accuracy(summary: dict, ax=None):
     """Final in-domain vs out-of-domain accuracy per run (bars with 95% intervals, with the base model)."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
@@ -214,15 +200,6 @@ def plot_clipped_surrogate(epsilon: float = PPO_CLIP, advantage: float = 1.0, ax
     ax.set_title(f"Â = {advantage:+g}, ε = {epsilon:g}")
     ax.legend(fontsize=8, loc="upper left")
     return ax
-
-
-def legend_outside(ax, fontsize: int = 8, **kwargs):
-    """Move ``ax``'s legend to the right of the axes, where it cannot cover data; returns it (None without labels)."""
-    handles, labels = ax.get_legend_handles_labels()
-    if not handles:
-        return None
-    options = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": fontsize, **kwargs}
-    return ax.legend(handles, labels, **options)
 
 
 def figure_legend(fig, axes=None, ncol: int | None = None, fontsize: int = 8, extra: tuple[list, list] | None = None):
