@@ -182,7 +182,7 @@ def update_policy(
     each; all of them share the same frozen ``old_logp``, so from the second one on the
     ratio differs from 1 and the clip can act.
     Returns the statistics averaged over the updates (loss, clip_fraction, ratio_mean,
-    ratio_max, approx_kl, grad_norm and, with ``beta > 0``, kl_to_ref).
+    ratio_max, k3_old_new, grad_norm and, with ``beta > 0``, kl_to_ref).
     """
     old_logp = _frozen_logprobs(model, batch)
     ref_logp = _frozen_logprobs(reference, batch) if reference is not None else None

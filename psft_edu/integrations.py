@@ -98,7 +98,7 @@ go through TRL's and accelerate's code unchanged but are not tested here.
 Logged metrics (through TRL's metric log, averaged between logging steps): TRL's
 ``entropy``, ``mean_token_accuracy`` and ``num_tokens``, plus ``nll``; for PSFT
 ``clip_fraction`` (share of completion tokens whose ratio is past ``1 + clip``, i.e.
-with zero gradient), ``ratio_mean``, ``ratio_max`` and ``approx_kl``; for SFT-KL
+with zero gradient), ``ratio_mean``, ``ratio_max`` and ``k3_old_new``; for SFT-KL
 ``kl_to_ref``.
 """
 
@@ -323,7 +323,7 @@ class PSFTTrainer(SFTTrainer):
                 outputs.is_top1.float().sum(),
                 *(
                     stats[k].float().to(device) * weight if k in stats else zero
-                    for k in ("clip_fraction", "ratio_mean", "approx_kl")
+                    for k in ("clip_fraction", "ratio_mean", "k3_old_new")
                 ),
                 stats["kl_to_ref"].float().to(device) * weight if "kl_to_ref" in stats else zero,
             ]
@@ -338,7 +338,7 @@ class PSFTTrainer(SFTTrainer):
             ratio_max = stats["ratio_max"].float().to(device) if "ratio_max" in stats else zero
             metrics["clip_fraction"].append((totals[4] / n).item())
             metrics["ratio_mean"].append((totals[5] / n).item())
-            metrics["approx_kl"].append((totals[6] / n).item())
+            metrics["k3_old_new"].append((totals[6] / n).item())
             metrics["ratio_max"].append(gather(ratio_max[None]).max().item())
         if "kl_to_ref" in stats:
             metrics["kl_to_ref"].append((totals[7] / n).item())

@@ -11,8 +11,8 @@ number:
   answer weighs the same, whatever its length.
 
 The clipped losses return ``(loss, stats)``; ``stats`` is a dict of detached
-scalar tensors (``clip_fraction``, ``ratio_mean``, ``ratio_min``, ``ratio_max``,
-``approx_kl``) so a training loop can log them without another forward pass.
+scalar tensors (``clip_fraction``, the ratio's mean, median, 99th percentile, minimum and
+maximum, and ``k3_old_new``) so a training loop can log them without another forward pass.
 
 The module also holds the quantities the notebooks teach (PSFT's per-token gradient weight,
 the clipped surrogate's value and slope, the clip fraction per mini-batch, GRPO's
@@ -23,6 +23,7 @@ this file, with :func:`register`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -181,8 +182,10 @@ def ppo_clip_loss(
 
     Returns ``(loss, stats)``. ``stats`` holds detached scalars over unmasked tokens:
     ``clip_fraction`` (share of tokens whose clipped branch is active, i.e. with zero
-    gradient), ``ratio_mean``, ``ratio_min``, ``ratio_max`` and ``approx_kl``, the
-    estimator :math:`\mathbb{E}[(r-1) - \log r]` of KL(old || new).
+    gradient), the ratio's quantiles (:func:`ratio_quantiles`: ``ratio_median``, ``ratio_p99``,
+    ``ratio_max``), ``ratio_mean``, ``ratio_min`` and ``k3_old_new``, the mean of
+    :math:`(r-1) - \log r`. That is the "k3" estimate of KL(old || new) only when the tokens were
+    sampled from the old policy (as in GRPO); on demonstration tokens (SFT, PSFT) it estimates no KL.
     """
     log_ratio = torch.clamp(logp - old_logp, -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
     ratio = torch.exp(log_ratio)
@@ -197,8 +200,8 @@ def ppo_clip_loss(
             "clip_fraction": (pg2 > pg1)[selected].float().mean(),
             "ratio_mean": r.mean(),
             "ratio_min": r.min(),
-            "ratio_max": r.max(),
-            "approx_kl": ((r - 1.0) - log_ratio[selected]).mean(),
+            **ratio_quantiles(ratio, mask),
+            "k3_old_new": ((r - 1.0) - log_ratio[selected]).mean(),
         }
     return loss, stats
 
@@ -215,10 +218,14 @@ def psft_loss(
     With :math:`\hat A = 1` only the upper bound can bind: a token whose probability
     has already grown by more than a factor :math:`1+\epsilon` since the old policy
     was frozen gets no gradient; below it the gradient is :math:`r_t \nabla \log \pi_\theta`.
-    Returns ``(loss, stats)`` like :func:`ppo_clip_loss`.
+    Returns ``(loss, stats)`` like :func:`ppo_clip_loss`, plus ``unclippable``: the share of
+    tokens that can never be clipped in this refresh (:func:`unclippable`).
     """
     ones = torch.ones_like(logp)
-    return ppo_clip_loss(logp, old_logp, ones, mask, clip_low=clip, clip_high=clip, agg=agg)
+    loss, stats = ppo_clip_loss(logp, old_logp, ones, mask, clip_low=clip, clip_high=clip, agg=agg)
+    with torch.no_grad():
+        stats["unclippable"] = unclippable(old_logp, clip)[mask > 0].float().mean()
+    return loss, stats
 
 
 def dft_loss(logp: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
@@ -300,6 +307,35 @@ def psft_gradient_weight(ratio: Tensor, clip: float = PSFT_CLIP) -> Tensor:
     ``ratio`` is any float tensor of :math:`r_t`; returns a tensor of the same shape and dtype.
     """
     return torch.where(ratio <= 1.0 + clip, ratio, torch.zeros_like(ratio))
+
+
+def ratio_quantiles(ratio: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    r"""Median, 99th percentile and maximum of the ratios :math:`r_t` over unmasked tokens.
+
+    The clip fraction only says how many tokens passed :math:`1+\epsilon`; these say how far
+    they went. With :math:`\hat A = 1` a clipped token gets no gradient of its own, but the
+    parameters it shares with other tokens keep moving it, so its ratio can end far above
+    :math:`1+\epsilon`. Returns detached scalars ``ratio_median``, ``ratio_p99`` and ``ratio_max``.
+    """
+    with torch.no_grad():
+        r = ratio[mask > 0].float()
+        median, p99 = torch.quantile(r, torch.tensor([0.5, 0.99], device=r.device))
+        return {"ratio_median": median, "ratio_p99": p99, "ratio_max": r.max()}
+
+
+def unclippable(old_logp: Tensor, clip: float = PSFT_CLIP) -> Tensor:
+    r"""Which tokens PSFT can never clip before the next refresh: those the old policy already found likely.
+
+    A probability is at most one, so
+    :math:`r_t = \pi_\theta / \pi_{\theta_\mathrm{old}} \le 1 / \pi_{\theta_\mathrm{old}}`.
+    A token whose old probability is above :math:`1/(1+\epsilon)` therefore never reaches the bound:
+
+    .. math:: \pi_{\theta_\mathrm{old}}(a_t \mid s_t) > \frac{1}{1+\epsilon}
+              \;\Longrightarrow\; r_t < 1+\epsilon \;\text{ for every } \theta
+
+    (about 0.78 for :math:`\epsilon = 0.28`). Returns a boolean tensor shaped like ``old_logp``.
+    """
+    return old_logp > -math.log1p(clip)
 
 
 def clipped_surrogate(

@@ -212,8 +212,8 @@ def test_clip_statistics(seed, shape, clip_low, clip_high):
     assert stats["ratio_min"].item() == pytest.approx(r.min().item(), rel=1e-6)
     assert stats["ratio_max"].item() == pytest.approx(r.max().item(), rel=1e-6)
     kl = ((r - 1) - r.log()).mean().item()
-    assert stats["approx_kl"].item() == pytest.approx(kl, rel=1e-4, abs=1e-7)
-    assert stats["approx_kl"].item() >= 0
+    assert stats["k3_old_new"].item() == pytest.approx(kl, rel=1e-4, abs=1e-7)
+    assert stats["k3_old_new"].item() >= 0
     for value in stats.values():
         assert not value.requires_grad
 
@@ -456,3 +456,34 @@ def test_sft_loss_matches_transformers_causal_lm_loss(tokenizer):
     # And the comparison has teeth: counting the prompt too gives a different number.
     everything = obj.sft_loss(obj.token_logprobs(logits, batch.targets), batch.attention_mask.float())
     assert abs(everything.item() - out.loss.item()) > 1e-3
+
+
+def test_ratio_quantiles_match_numpy() -> None:
+    import numpy as np
+
+    from psft_edu.objectives import ratio_quantiles
+
+    gen = torch.Generator().manual_seed(3)
+    ratio = torch.exp(torch.randn(6, 9, generator=gen) * 2)
+    mask = (torch.rand(6, 9, generator=gen) > 0.3).float()
+    q = ratio_quantiles(ratio, mask)
+    kept = ratio[mask > 0].numpy()
+    assert q["ratio_median"].item() == pytest.approx(float(np.quantile(kept, 0.5)), rel=1e-6)
+    assert q["ratio_p99"].item() == pytest.approx(float(np.quantile(kept, 0.99)), rel=1e-6)
+    assert q["ratio_max"].item() == pytest.approx(float(kept.max()), rel=1e-7)
+
+
+def test_unclippable_tokens_never_pass_the_bound() -> None:
+    """r <= 1 / pi_old: a token above 1/(1+eps) under the old policy cannot be clipped, whatever the new policy."""
+    from psft_edu.objectives import unclippable
+
+    eps = 0.28
+    old_p = torch.linspace(0.01, 0.999, 400)
+    new_p = torch.rand(50, 1) * 0 + torch.linspace(0.0, 1.0, 50)[:, None]  # every new probability in [0, 1]
+    ratio = new_p / old_p
+    never = unclippable(old_p.log(), eps).expand_as(ratio)
+    assert never.any() and (~never).any()
+    assert not (ratio[never] > 1 + eps).any()
+    assert (ratio[~never] > 1 + eps).any()  # below the threshold some new policy does pass the bound
+    assert unclippable(torch.tensor([1 / (1 + eps) + 1e-4]).log(), eps).item()
+    assert not unclippable(torch.tensor([1 / (1 + eps) - 1e-4]).log(), eps).item()

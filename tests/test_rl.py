@@ -117,7 +117,7 @@ def test_loss_is_ppo_clip_loss_with_group_advantages(monkeypatch: pytest.MonkeyP
     zero_groups = (adv.reshape(8, 8).abs().sum(-1) == 0).float().mean().item()
     assert record["zero_signal_groups"] == pytest.approx(zero_groups)
     assert record["pass@1"] == record["reward"]
-    for key in ("pass@8", "entropy", "distinct_valid", "clip_fraction", "approx_kl", "grad_norm", "loss"):
+    for key in ("pass@8", "entropy", "distinct_valid", "clip_fraction", "k3_old_new", "grad_norm", "loss"):
         assert key in record
 
 
