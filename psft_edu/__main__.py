@@ -115,6 +115,21 @@ def _check_out_folder(out: str | None) -> None:
     check_writable_folder(out)  # only the location: these commands manage the runs inside it themselves
 
 
+def _workers_args(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--resume`` of the commands that run many independent runs."""
+    from .workers import usable_cores
+
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help=f"runs at once, each in its own process with one torch thread (default: the usable cores, "
+        f"{usable_cores()} here); 1 runs them one after another",
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="reuse the runs an interrupted call into the same --out finished (the others start again)",
+    )
+
+
 def _preset_arg(parser: argparse.ArgumentParser, what: str = "model size") -> None:
     parser.add_argument(
         "--preset", choices=list(PRESETS), default=None, help=f"{what} (default: ${PRESET_ENV} or {DEFAULT_PRESET})"
@@ -213,14 +228,10 @@ def cmd_compare(args) -> int:
     from .compare import compare
 
     _check("--max-steps", args.max_steps)
-    _check("--threads", args.threads)
+    _check("--workers", args.workers)
     _check_out_folder(args.out)
 
     out = Path(args.out)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     seeds = tuple(args.seeds) if args.seeds else None
     summary = compare(
         preset_name(args.preset),
@@ -230,6 +241,8 @@ def cmd_compare(args) -> int:
         long=not args.no_long,
         model=args.model,
         midtrain_steps=args.midtrain_steps,
+        workers=args.workers,
+        resume=args.resume,
     )
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.md'}  (summary.json and figures beside it; {summary['seconds']} s)")
@@ -256,9 +269,11 @@ def cmd_sweep(args) -> int:
     _check("--lr", args.lr)
     _check_out_folder(args.out)
 
+    _check("--workers", args.workers)
     for what in KINDS if args.what == "all" else (args.what,):
         summary = sweep(
-            what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps, lr=args.lr
+            what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps, lr=args.lr,
+            workers=args.workers, resume=args.resume,
         )
         print(f"\n{what} ({summary['seconds']} s): {Path(args.out) / what / 'summary.json'}")
         print(markdown_table(summary))
@@ -348,6 +363,7 @@ def cmd_rl_compare(args) -> int:
         if getattr(args, name) is None:
             setattr(args, name, value)  # the recorded command then states every value
     cfg = settings_from_args(RLConfig, args)
+    _check("--workers", args.workers)
     _check("--num-prompts", args.num_prompts)
     _check("--show-prompts", args.show_prompts, "non-negative")
     check_device(args.device)
@@ -369,6 +385,7 @@ def cmd_rl_compare(args) -> int:
         command=command_line(args),
         device=args.device,
         extra_settings={"split": args.split, **made},
+        workers=args.workers,
     )
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(result, separators=(",", ":")).encode())
@@ -442,6 +459,10 @@ def _add_rl_commands(sub) -> None:
         "--show-prompts", type=int, default=4, help="in-domain prompts whose samples are kept at every evaluation"
     )
     p.add_argument("--json", default=None, help="also write the result here (e.g. notebooks/results/rl_small.json)")
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="GRPO runs at once, each in its own process with one torch thread (default: the usable cores)",
+    )
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_rl_compare)
 
@@ -486,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
     p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    _workers_args(p)
     p.add_argument(
         "--model",
         default=None,
@@ -507,13 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
     _preset_arg(p)
-    p.add_argument("--what", default="all", choices=[*KINDS, "all"])
+    p.add_argument(
+        "--what", default="all", choices=[*KINDS, "regime", "all"],
+        help="which sweep; 'all' runs every one but the regime map (default: all)",
+    )
     p.add_argument("--seeds", type=int, nargs="*", default=None)
     p.add_argument("--out", default="runs/sweep")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument(
         "--lr", type=float, default=None, help="rate of the neighbours/clip/refresh sweeps (default: the higher rate)"
     )
+    _workers_args(p)
     p.set_defaults(func=cmd_sweep)
 
     debug_help = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"

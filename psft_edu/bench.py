@@ -55,7 +55,9 @@ def _sync(device: torch.device) -> None:
 
 def time_ours(objective: str, preset: str, records, cfg_kwargs: dict, steps: int, device) -> tuple[float, int]:
     model, tok = _model(preset, device)
-    cfg = TrainConfig(objective=objective, max_steps=steps, log_kl=False, warmup_steps=0, **cfg_kwargs)
+    cfg = TrainConfig(
+        objective=objective, max_steps=steps, log_kl=False, log_mechanism=False, warmup_steps=0, **cfg_kwargs
+    )
     trainer = Trainer(model, tok, records, cfg, progress=False)
     # Warm-up: one global batch, not timed.
     cfg.max_steps = cfg.refresh_every

@@ -97,6 +97,7 @@ def probe_seconds_per_step(
         warmup_steps=0,
         weight_decay=0.01,
         log_kl=False,
+        log_mechanism=False,
     )
     trainer = Trainer(model, tokenizer, records, cfg, progress=False)
     trainer.train()  # warm-up: allocations, kernel selection

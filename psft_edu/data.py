@@ -321,10 +321,21 @@ def load_split(name: str, root: str | Path = DATA_DIR) -> list[dict[str, str]]:
     return read_jsonl(Path(root) / f"{name}.jsonl")
 
 
-def eval_prompts(family: str, count: int | None = None, root: str | Path = DATA_DIR) -> list[str]:
-    """The first ``count`` held-out evaluation prompts of a family."""
+def eval_prompts(
+    family: str, count: int | None = None, root: str | Path = DATA_DIR, seed: int | None = None
+) -> list[str]:
+    """Held-out evaluation prompts of a family: the first ``count``, or with ``seed`` a random ``count`` of them.
+
+    With a seed every seed of an experiment is evaluated on its own draw of prompts (kept in file
+    order), so the spread over seeds includes the choice of prompts as well as training noise.
+    """
     prompts = [r["prompt"] for r in load_split(f"eval/{family}", root)]
-    return prompts[:count] if count else prompts
+    if not count or count >= len(prompts):
+        return prompts
+    if seed is None:
+        return prompts[:count]
+    picked = sorted(random.Random(f"eval-prompts-{family}-{seed}").sample(range(len(prompts)), count))
+    return [prompts[i] for i in picked]
 
 
 __all__ = [

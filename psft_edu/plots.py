@@ -10,22 +10,45 @@ import numpy as np
 from .objectives import OBJECTIVES, PPO_CLIP
 
 COLOURS = {**{name: o.colour for name, o in OBJECTIVES.items()}, "base": "black"}  # from the objective registry
+FONT = 9  # points: readable at notebook width without zooming
+DPI = 110  # saved figures and the notebooks' inline figures
 
 
 def _colour(run: dict) -> str:
     return COLOURS.get(run.get("objective", ""), "tab:gray")
 
 
+def _rates(summary: dict) -> list[float]:
+    return sorted({r["lr"] for r in summary["runs"].values()}, reverse=True)
+
+
 def _style(run: dict, summary: dict) -> str:
-    """Solid for the highest learning rate in the summary, dashed for lower ones."""
-    top = max(r["lr"] for r in summary["runs"].values())
-    return "-" if run.get("lr") == top else "--"
+    """Line style by learning rate: solid for the highest rate in the summary, then dashed, dotted, dash-dot."""
+    return ("-", "--", ":", "-.")[_rates(summary).index(run["lr"]) % 4] if "lr" in run else "-"
+
+
+def _shade(run: dict, summary: dict) -> tuple[float, float, float, float]:
+    """The objective's colour, darker for higher learning rates: the rate is shown by shade *and* line style."""
+    from matplotlib import colors
+
+    rates = _rates(summary)
+    rank = rates.index(run["lr"]) if "lr" in run else 0
+    r, g, b = colors.to_rgb(_colour(run))
+    light = 0.45 * rank / max(len(rates) - 1, 1)  # 0 for the highest rate, up to 0.45 towards white
+    return (r + (1 - r) * light, g + (1 - g) * light, b + (1 - b) * light, 1.0)
+
+
+def run_label(run: dict) -> str:
+    """``"SFT, lr 1e-3"`` (see :func:`psft_edu.report.run_label`)."""
+    from .report import run_label as label
+
+    return label(run)
 
 
 def epoch_steps(view: dict) -> int | None:
     """Optimiser steps per pass over the view's demonstrations (None when unknown)."""
     st = view.get("settings", {})
-    records = st.get("dataset_size")  # recorded by compare.run_view
+    records = st.get("dataset_size")  # recorded by results.summarise_view
     if not records or not st.get("global_batch"):
         return None
     return (records // st["global_batch"]) * (st["global_batch"] // st["mini_batch"])
@@ -37,134 +60,205 @@ def mark_epochs(ax, view: dict, last_step: float) -> None:
     if not every:
         return
     for k, x in enumerate(range(every, int(last_step) + 1, every)):
-        ax.axvline(x, color="0.8", lw=0.7, zorder=0, label="epoch boundary" if k == 0 else None)
+        ax.axvline(x, color="0.85", lw=0.7, zorder=0, label="epoch boundary" if k == 0 else None)
 
 
-def plot_curve(view: dict, key: str, ax=None, ylabel: str | None = None, title: str | None = None, base: bool = True):
-    """One curve per run (mean over seeds, shaded 95% interval), epochs marked.
+def plot_curve(view: dict, key: str, ax=None, ylabel: str | None = None, title: str | None = None, base: bool = True,
+               scale: float = 1.0, log: bool = False):
+    """One curve per run (mean over seeds, shaded 95% interval when there are several seeds), epochs marked.
 
-    ``key`` is a per-step curve (``"entropy"``: token entropy of the training mini-batch) or an
-    evaluation curve (``"eval_sample_entropy"``, ``"eval_kl_ood"``, ...); for evaluation curves
-    the base model's value is drawn as a dotted line.
+    ``key`` is a per-step curve (``"entropy"``: token entropy of the training mini-batch; ``"ratio_max"``,
+    ...) or an evaluation curve (``"eval_sample_entropy"``, ``"eval_in_domain_exact"``, ...); for evaluation
+    curves the base model's value is drawn as a dotted line. Runs are labelled ``"SFT, lr 1e-3"``.
     """
-    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    ax = ax or plt.subplots(figsize=(6, 3.5), dpi=DPI)[1]
     last = 0
-    for name, run in view["runs"].items():
+    for run in view["runs"].values():
+        if key not in run["curves"]:
+            continue
         curve = run["curves"][key]
-        steps, mean = np.array(curve["step"]), np.array(curve["mean"])
-        low, high = (np.array(curve["ci95"])[:, i] for i in (0, 1))
+        steps, mean = np.array(curve["step"]), scale * np.array(curve["mean"], dtype=float)
         marker = "o" if key.startswith("eval_") else None
-        ax.plot(steps, mean, _style(run, view), color=_colour(run), marker=marker, ms=3, label=f"{name}")
-        ax.fill_between(steps, low, high, color=_colour(run), alpha=0.15, lw=0)
+        ax.plot(steps, mean, _style(run, view), color=_shade(run, view), marker=marker, ms=3, lw=1.4,
+                label=run_label(run))
+        if curve.get("ci95") is not None:
+            low, high = (scale * np.array(curve["ci95"], dtype=float)[:, i] for i in (0, 1))
+            ax.fill_between(steps, low, high, color=_shade(run, view), alpha=0.15, lw=0)
         last = max(last, steps[-1])
     metric = key[5:] if key.startswith("eval_") else None
     finals = view["base"]["final"]
     base_key = {"demo_entropy": "entropy"}.get(metric, metric)
     if base and base_key in finals:
-        ax.axhline(finals[base_key]["mean"], color="black", ls=":", lw=1, label="base")
+        ax.axhline(scale * finals[base_key]["mean"], color="black", ls=":", lw=1, label="base")
     mark_epochs(ax, view, last)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(ylabel or key)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimiser step", fontsize=FONT)
+    ax.set_ylabel(ylabel or key, fontsize=FONT)
+    ax.tick_params(labelsize=FONT - 1)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=FONT + 1)
     return ax
 
 
 def plot_accuracy(summary: dict, ax=None):
-    """Final in-domain vs out-of-domain accuracy per run (bars with 95% intervals, with the base model)."""
-    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
-    names = ["base", *summary["runs"]]
-    finals = [summary["base"]["final"], *(r["final"] for r in summary["runs"].values())]
+    """Final in-domain vs out-of-domain exact accuracy per run (bars with 95% intervals, with the base model)."""
+    ax = ax or plt.subplots(figsize=(6, 3.5), dpi=DPI)[1]
+    runs = [summary["base"], *summary["runs"].values()]
+    names = ["base", *(run_label(r) for r in summary["runs"].values())]
     x = np.arange(len(names))
-    for offset, key, label in ((-0.2, "in_domain_accuracy", "in-domain"), (0.2, "ood_accuracy", "out-of-domain")):
-        means = np.array([100 * f[key]["mean"] for f in finals])
-        errors = np.array(
-            [[means[i] - 100 * f[key]["ci95"][0], 100 * f[key]["ci95"][1] - means[i]] for i, f in enumerate(finals)]
-        )
+    for offset, key, label in ((-0.2, "in_domain_exact", "in-domain"), (0.2, "ood_exact", "out-of-domain")):
+        stats = [r["final"][key] for r in runs]
+        means = np.array([100 * s["mean"] for s in stats])
+        errors = np.array([[m - 100 * s["ci95"][0], 100 * s["ci95"][1] - m] if s.get("ci95") else [0.0, 0.0]
+                           for m, s in zip(means, stats)])
         ax.bar(x + offset, means, 0.4, yerr=errors.T, label=label, capsize=3)
-    ax.set_xticks(x, names, rotation=20, fontsize=8)
-    ax.set_ylabel("sampled accuracy (%)")
+    ax.set_xticks(x, names, rotation=20, fontsize=FONT - 1)
+    ax.set_ylabel("exact accuracy (%)", fontsize=FONT)
     ax.set_ylim(0, 105)
-    ax.set_title("In-domain vs out-of-domain after fine-tuning")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("In-domain vs out-of-domain after fine-tuning", fontsize=FONT + 1)
+    ax.legend(fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
 def _errorbar(ax, x: dict, y: dict, xscale: float, yscale: float, **kwargs) -> None:
-    xerr = [[xscale * (x["mean"] - x["ci95"][0])], [xscale * (x["ci95"][1] - x["mean"])]]
-    yerr = [[yscale * (y["mean"] - y["ci95"][0])], [yscale * (y["ci95"][1] - y["mean"])]]
-    ax.errorbar(xscale * x["mean"], yscale * y["mean"], xerr=xerr, yerr=yerr, capsize=3, **kwargs)
+    def err(s, scale):
+        return [[scale * (s["mean"] - s["ci95"][0])], [scale * (s["ci95"][1] - s["mean"])]] if s.get("ci95") else None
+
+    ax.errorbar(xscale * x["mean"], yscale * y["mean"], xerr=err(x, xscale), yerr=err(y, yscale), capsize=3,
+                **kwargs)
 
 
 def plot_pareto(summary: dict, axes=None, title: str = ""):
-    """Two trade-off views of one view: in-domain vs out-of-domain accuracy, and own-sample entropy vs
-    in-domain accuracy (95% intervals over seeds)."""
+    """Two trade-off views of one view's final point: in-domain vs out-of-domain exact accuracy, and
+    own-sample entropy vs in-domain accuracy (95% intervals over seeds)."""
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(10, 3.8))[1]
+        axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=DPI)[1]
     runs = {"base": {"objective": "base", **summary["base"]}, **summary["runs"]}
     for name, run in runs.items():
         f = run["final"]
-        marker = "*" if name == "base" else ("o" if _style(run, summary) == "-" else "s")
-        style = {"fmt": marker, "color": _colour(run), "label": name, "ms": 10 if name == "base" else 6}
-        _errorbar(axes[0], f["in_domain_accuracy"], f["ood_accuracy"], 100, 100, **style)
-        _errorbar(axes[1], f["in_domain_accuracy"], f["sample_entropy"], 100, 1, **style)
-    axes[0].set_xlabel("in-domain accuracy (%)")
-    axes[0].set_ylabel("out-of-domain accuracy (%)")
-    axes[0].set_title(f"{title}Learning vs forgetting (up-right is better)", fontsize=10)
-    axes[1].set_xlabel("in-domain accuracy (%)")
-    axes[1].set_ylabel("own-sample entropy, in-domain (nats)")
-    axes[1].set_title(f"{title}Entropy vs accuracy", fontsize=10)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        marker = "*" if name == "base" else ("o", "s", "^", "D")[_rates(summary).index(run["lr"]) % 4]
+        colour = "black" if name == "base" else _shade(run, summary)
+        style = {"fmt": marker, "color": colour, "label": "base" if name == "base" else run_label(run),
+                 "ms": 11 if name == "base" else 6}
+        _errorbar(axes[0], f["in_domain_exact"], f["ood_exact"], 100, 100, **style)
+        _errorbar(axes[1], f["in_domain_exact"], f["sample_entropy"], 100, 1, **style)
+    for ax, ylabel, what in ((axes[0], "out-of-domain accuracy (%)", "Learning vs forgetting (up-right is better)"),
+                             (axes[1], "own-sample entropy, in-domain (nats)", "Entropy vs accuracy")):
+        ax.set_xlabel("in-domain accuracy (%)", fontsize=FONT)
+        ax.set_ylabel(ylabel, fontsize=FONT)
+        ax.set_title(f"{title}{what}", fontsize=FONT + 1)
+        ax.tick_params(labelsize=FONT - 1)
+    axes[1].legend(fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return axes
+
+
+def plot_trajectories(view: dict, ax=None, title: str = ""):
+    """Learning vs forgetting *along training*: in-domain against out-of-domain exact accuracy at every
+    evaluation point (mean over seeds; the first point is the base, the last is marked)."""
+    ax = ax or plt.subplots(figsize=(5, 4), dpi=DPI)[1]
+    for run in view["runs"].values():
+        x = 100 * np.array(run["curves"]["eval_in_domain_exact"]["mean"], dtype=float)
+        y = 100 * np.array(run["curves"]["eval_ood_exact"]["mean"], dtype=float)
+        ax.plot(x, y, _style(run, view), color=_shade(run, view), marker="o", ms=2.5, lw=1.3, label=run_label(run))
+        ax.plot(x[-1], y[-1], "o", color=_shade(run, view), ms=7, mfc="white", mew=1.5)
+    b = view["base"]["final"]
+    ax.plot(100 * b["in_domain_exact"]["mean"], 100 * b["ood_exact"]["mean"], "*", color="black", ms=11, label="base")
+    ax.set_xlabel("in-domain accuracy (%)", fontsize=FONT)
+    ax.set_ylabel("out-of-domain accuracy (%)", fontsize=FONT)
+    ax.set_title(f"{title}Paths during training (open circle: the end)", fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT - 1)
+    return ax
 
 
 def _views(summary: dict) -> list[tuple[str, dict]]:
     return [("main", summary)] + ([("prolonged", summary["long"])] if "long" in summary else [])
 
 
-def _draw_curve_views(fig, summary: dict, panels: tuple[tuple[str, str, str], ...]) -> None:
-    """One row per view, one column per ``(curve key, y label, title)`` panel."""
+def _draw_curve_views(fig, summary: dict, panels: tuple) -> None:
+    """One row per view, one column per ``(curve key, y label, title[, scale[, log]])`` panel; one legend."""
     views = _views(summary)
     axes = fig.subplots(len(views), len(panels), squeeze=False)
     for row, (label, view) in zip(axes, views):
-        for ax, (key, ylabel, title) in zip(row, panels):
-            plot_curve(view, key, ax, ylabel, f"{label}: {title}")
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        for ax, (key, ylabel, title, *extra) in zip(row, panels):
+            plot_curve(view, key, ax, ylabel, f"{label}: {title}", *([True] + extra if extra else []))
+    fig.tight_layout()
+    figure_legend(fig, axes, ncol=4, fontsize=FONT)
+
+
+ENTROPY_PANELS = (
+    ("entropy", "token entropy (nats)", "entropy on the training batch"),
+    ("eval_sample_entropy", "token entropy (nats)", "entropy on own answers"),
+    ("eval_operand_entropy", "token entropy (nats)", "entropy on the operand tokens"),
+    ("eval_style_teacher", "share of answers (%)", "answers in the teacher's format", 100),
+)
+ACCURACY_PANELS = (
+    ("eval_in_domain_exact", "exact accuracy (%)", "in-domain accuracy", 100),
+    ("eval_ood_exact", "exact accuracy (%)", "out-of-domain accuracy", 100),
+)
+KL_PANELS = (
+    ("eval_kl_in_domain", "KL(model ‖ base) per token (nats)", "KL to base, in-domain"),
+    ("eval_operand_kl", "KL(model ‖ base) per token (nats)", "KL to base, operand tokens"),
+    ("eval_kl_ood", "KL(model ‖ base) per token (nats)", "KL to base, out-of-domain"),
+)
+MECHANISM_PANELS = (
+    ("past_bound", "share of tokens", "ratio past 1 + ε (PSFT: clipped)"),
+    ("ratio_max", "ratio π / π_old (log scale)", "largest ratio in the mini-batch", 1.0, True),
+    ("unclippable", "share of tokens", "old probability above 1/(1+ε)"),
+    ("grad_norm", "norm before clipping (log scale)", "gradient norm", 1.0, True),
+)
 
 
 def draw_entropy_views(fig, summary: dict) -> None:
-    """Entropy on the training batches and on the model's own in-domain samples, per view."""
-    entropy = "token entropy (nats)"
-    panels = (
-        ("entropy", entropy, "entropy on demonstrations (training batch)"),
-        ("eval_sample_entropy", entropy, "entropy on own samples (in-domain)"),
-    )
-    _draw_curve_views(fig, summary, panels)
+    """Entropy on the training batches, on the model's own answers and on their operand tokens, and the
+    share of answers in the teacher's format, per view."""
+    _draw_curve_views(fig, summary, ENTROPY_PANELS)
+
+
+def draw_accuracy_views(fig, summary: dict) -> None:
+    """Exact in-domain and out-of-domain accuracy at every evaluation point, per view."""
+    _draw_curve_views(fig, summary, ACCURACY_PANELS)
 
 
 def draw_kl_views(fig, summary: dict) -> None:
-    """Exact KL to the base on own samples, in-domain and out-of-domain, per view."""
-    kl = "KL(model ‖ base) per token (nats)"
-    panels = (("eval_kl_in_domain", kl, "KL to base, in-domain"), ("eval_kl_ood", kl, "KL to base, out-of-domain"))
-    _draw_curve_views(fig, summary, panels)
+    """Exact KL to the base on own samples: in-domain, operand tokens only, out-of-domain, per view."""
+    _draw_curve_views(fig, summary, KL_PANELS)
+
+
+def draw_mechanism_views(fig, summary: dict) -> None:
+    """What the clip and the optimiser did, per step: share past the bound, largest ratio, unclippable
+    share and gradient norm, per view."""
+    _draw_curve_views(fig, summary, MECHANISM_PANELS)
 
 
 def draw_pareto_views(fig, summary: dict) -> None:
+    """Per view: the final trade-off (two panels) and the paths during training."""
     views = _views(summary)
-    axes = fig.subplots(len(views), 2, squeeze=False)
+    axes = fig.subplots(len(views), 3, squeeze=False)
     for row, (label, view) in zip(axes, views):
-        plot_pareto(view, row, title=f"{label}: ")
+        plot_pareto(view, row[:2], title=f"{label}: ")
+        plot_trajectories(view, row[2], title=f"{label}: ")
+    fig.tight_layout()
+    figure_legend(fig, axes, ncol=5, fontsize=FONT)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> str:
+def save_figure(fig, path: str | Path, dpi: int = DPI) -> str:
     """Save a figure as PNG atomically (temporary file, then rename) and close it."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return str(path)
+
+
+COMPARE_FIGURES = (
+    ("entropy_vs_step.png", draw_entropy_views, 4),
+    ("accuracy_vs_step.png", draw_accuracy_views, 2),
+    ("kl_vs_step.png", draw_kl_views, 3),
+    ("mechanism_vs_step.png", draw_mechanism_views, 4),
+    ("pareto.png", draw_pareto_views, 3),
+)
 
 
 def save_compare_figures(summary: dict, out: str | Path) -> list[str]:
@@ -172,13 +266,10 @@ def save_compare_figures(summary: dict, out: str | Path) -> list[str]:
     out = Path(out)
     rows = len(_views(summary))
     paths = []
-    for name, draw, size in (
-        ("entropy_vs_step.png", draw_entropy_views, (12, 3.6 * rows)),
-        ("pareto.png", draw_pareto_views, (12, 3.8 * rows)),
-        ("kl_vs_step.png", draw_kl_views, (12, 3.6 * rows)),
-        ("accuracy.png", lambda fig, s: plot_accuracy(s, fig.add_subplot(111)), (8, 4)),
-    ):
-        fig = plt.figure(figsize=size)
+    for name, draw, columns in COMPARE_FIGURES:
+        if draw is draw_mechanism_views and not all("past_bound" in r["curves"] for r in summary["runs"].values()):
+            continue
+        fig = plt.figure(figsize=(3.6 * columns, 3.2 * rows + 0.6), dpi=DPI)
         draw(fig, summary)
         paths.append(save_figure(fig, out / name))
     return paths

@@ -17,6 +17,19 @@ DEFAULT_PRESET = "small"  # a laptop CPU; `tiny` is for CI, `gpt2` for one GPU
 
 
 @dataclass(frozen=True)
+class EvalProtocol:
+    """What one evaluation point measures (:func:`psft_edu.evaluate.make_eval_fn`).
+
+    Every point of a run's curves uses the same protocol; the final point adds sampled accuracy.
+    """
+
+    prompts: int = 64  # held-out prompts per family, drawn afresh for each seed (exact accuracy at every point)
+    samples: int = 2  # own samples per in-domain prompt at every point (entropy, KL, answer style)
+    ood_prompts: int = 16  # of each out-of-domain family's prompts, those sampled at every point (entropy, KL)
+    final_samples: int = 8  # samples per prompt at the final point: sampled accuracy, pass@k, distinct answers
+
+
+@dataclass(frozen=True)
 class CompareSettings:
     """Budget of one view of the comparison at one preset."""
 
@@ -26,8 +39,7 @@ class CompareSettings:
     high_lr: float  # the best in-domain rate of SFT in a scan: the "aggressive" rate
     low_lr: float  # ten times lower: PSFT's rate in the paper-style pairing
     eval_every: int  # optimiser steps between evaluations (checked between global batches)
-    eval_prompts: int  # prompts per family, the same at every evaluation point
-    eval_samples: int  # samples per prompt (k of pass@k)
+    eval: EvalProtocol = EvalProtocol()
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     train_records: int | None = None  # demonstrations used (None: all of sft_train.jsonl)
 
@@ -94,6 +106,10 @@ class Preset:
 # Laptops and CI (tiny, small) share the benchmark's shapes; GPT-2 times long synthetic sequences.
 _CPU_BENCH = BenchBudget(global_batch=256, mini_batch=32, max_length=64, records=2048, steps=64)
 
+# CI evaluates fewer prompts; a GPU affords more samples at every point.
+_TINY_EVAL = EvalProtocol(prompts=32, samples=2, ood_prompts=8, final_samples=4)
+_GPT2_EVAL = EvalProtocol(prompts=128, samples=4, ood_prompts=32, final_samples=8)
+
 # The comparison's views are chosen so `make compare` stays under 10 minutes on 2 CPU cores at
 # `small`. In the prolonged view one global batch is the whole small demonstration set, so every
 # epoch is one frozen old policy and K optimiser steps.
@@ -105,12 +121,12 @@ PRESETS: dict[str, Preset] = {
             name="tiny", n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=None,
             pretrain_steps=4000, pretrain_batch=64, pretrain_lr=3e-3,
             compare=CompareSettings(
-                max_steps=192, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=64,
-                eval_prompts=16, eval_samples=4, seeds=(0,),
+                max_steps=192, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=24,
+                eval=_TINY_EVAL, seeds=(0,),
             ),
             long=CompareSettings(
-                max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=48,
-                eval_prompts=16, eval_samples=4, seeds=(0,), train_records=128,
+                max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=8,
+                eval=_TINY_EVAL, seeds=(0,), train_records=128,
             ),
             rl=RLBudget(steps=20, lr=3e-4, updates_per_step=2, eval_every=10, eval_prompts=16, eval_samples=4,
                         num_prompts=256),
@@ -121,12 +137,11 @@ PRESETS: dict[str, Preset] = {
             name="small", n_layer=4, n_head=4, n_embd=128, n_positions=64, vocab_size=None,
             pretrain_steps=4000, pretrain_batch=64, pretrain_lr=2e-3,
             compare=CompareSettings(
-                max_steps=160, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=80,
-                eval_prompts=24, eval_samples=8,
+                max_steps=160, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=16,
             ),
             long=CompareSettings(
-                max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=48,
-                eval_prompts=24, eval_samples=8, seeds=(0, 1, 2), train_records=128,
+                max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=8,
+                seeds=(0, 1, 2), train_records=128,
             ),
             # notebooks/results/rl_small.json was made with this budget.
             rl=RLBudget(steps=60, lr=3e-4, updates_per_step=2, eval_every=20, eval_prompts=64, eval_samples=8,
@@ -138,12 +153,12 @@ PRESETS: dict[str, Preset] = {
             name="gpt2", n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257,
             pretrain_steps=6000, pretrain_batch=64, pretrain_lr=6e-4,
             compare=CompareSettings(
-                max_steps=400, global_batch=256, mini_batch=32, high_lr=1e-4, low_lr=1e-5, eval_every=50,
-                eval_prompts=64, eval_samples=8, seeds=(0, 1, 2),
+                max_steps=400, global_batch=256, mini_batch=32, high_lr=1e-4, low_lr=1e-5, eval_every=40,
+                eval=_GPT2_EVAL, seeds=(0, 1, 2),
             ),
             long=CompareSettings(
-                max_steps=288, global_batch=256, mini_batch=32, high_lr=1e-4, low_lr=1e-5, eval_every=32,
-                eval_prompts=64, eval_samples=8, seeds=(0, 1, 2), train_records=256,
+                max_steps=288, global_batch=256, mini_batch=32, high_lr=1e-4, low_lr=1e-5, eval_every=8,
+                eval=_GPT2_EVAL, seeds=(0, 1, 2), train_records=256,
             ),
             # A first guess scaled from `small` (a lower rate for the larger model); not yet run on a GPU.
             rl=RLBudget(steps=100, lr=3e-5, updates_per_step=2, eval_every=20, eval_prompts=128, eval_samples=8,
@@ -183,6 +198,7 @@ __all__ = [
     "PRESET_ENV",
     "BenchBudget",
     "CompareSettings",
+    "EvalProtocol",
     "Preset",
     "RLBudget",
     "get_preset",

@@ -64,6 +64,7 @@ def pretrain(
         weight_decay=0.01,
         seed=seed,
         log_kl=False,
+        log_mechanism=False,
     )
     started = time.time()
     work = out.with_name(out.name + ".run")

@@ -139,6 +139,7 @@ def midtrain(
         weight_decay=0.01,
         seed=seed,
         log_kl=False,
+        log_mechanism=False,
         init=str(spec),
     )
     print(f"mid-training {spec} on the task world: {steps} steps of {batch} sequences", file=sys.stderr, flush=True)

@@ -141,6 +141,44 @@ def _settings(
     }
 
 
+def rl_run(
+    name: str,
+    init: str,
+    prompts: list[str],
+    cfg: RLConfig,
+    eval_prompts_per_family: dict[str, list[str]],
+    samples: int,
+    show_prompts: list[str],
+    show_samples: int,
+    out: Path | None = None,
+    device: str | None = None,
+) -> dict:
+    """One GRPO run of :func:`rl_after_finetuning` (in a worker process): ``{"init", "metrics", "evals",
+    "before", "after", "seconds", "preset"}``; with ``out`` its files go to ``out/<name>/``."""
+    import time
+
+    from .models import load_model
+
+    run_cfg = RLConfig(**{**asdict(cfg), "init": str(init)})
+    model, tokenizer = load_model(str(init), device=device)
+    evals: list[dict] = []
+    eval_fn = _recording_eval_fn(tokenizer, evals, eval_prompts_per_family, samples, show_prompts, show_samples, cfg)
+    started = time.time()
+    if not run_cfg.eval_every:
+        eval_fn(model, 0)  # before RL (with eval_every, grpo evaluates step 0 itself)
+    history = grpo(model, tokenizer, prompts, run_cfg, out=out / name if out else None, eval_fn=eval_fn,
+                   progress=False)
+    return {
+        "init": str(init),
+        "metrics": history,
+        "evals": evals,
+        "before": evals[0],
+        "after": evals[-1],
+        "seconds": round(time.time() - started, 1),
+        "preset": _preset_of(model),
+    }
+
+
 def rl_after_finetuning(
     inits: dict[str, str | Path],
     prompts: list[str],
@@ -154,14 +192,16 @@ def rl_after_finetuning(
     command: str = "",
     device: str | None = None,
     extra_settings: dict | None = None,
+    workers: int | None = None,
 ) -> dict:
     """GRPO from each checkpoint in ``inits`` with one config and seed; a JSON-able result.
 
     ``inits`` maps a run name (e.g. ``"sft"``, ``"psft"``) to what
     :func:`psft_edu.models.load_model` accepts. Every run sees the same prompts in the same
-    order and draws with the same seeds, so the runs differ only by where they start.
-    Each run is evaluated on ``eval_prompts_per_family`` (``samples`` per prompt) before
-    RL, every ``cfg.eval_every`` steps and at the end; each evaluation also keeps
+    order and draws with the same seeds, so the runs differ only by where they start; they are
+    independent, so ``workers`` of them run at once, one torch thread each (:mod:`psft_edu.workers`;
+    None: one per usable core). Each run is evaluated on ``eval_prompts_per_family`` (``samples``
+    per prompt) before RL, every ``cfg.eval_every`` steps and at the end; each evaluation also keeps
     ``show_samples`` completions (temperature 1) of each of ``show_prompts``.
 
     Returns ``{"settings", "command", "runs": {name: {"init", "metrics", "evals", "before",
@@ -173,39 +213,23 @@ def rl_after_finetuning(
     were made) are recorded with the settings. With ``out``, each run's files
     go to ``out/<name>/`` and the result to ``out/rl_compare.json``.
     """
-    import time
-
-    from .models import load_model
+    from .workers import Task, WorkerPool
 
     if not inits:
         raise ValueError("rl_after_finetuning needs at least one initial checkpoint")
     _refuse_leaks(prompts, eval_prompts_per_family)
     show_prompts = list(show_prompts or [])
     out = Path(out) if out is not None else None
-    runs, preset = {}, ""
-    for name, init in inits.items():
-        run_cfg = RLConfig(**{**asdict(cfg), "init": str(init)})
-        model, tokenizer = load_model(str(init), device=device)
-        preset = preset or _preset_of(model)
-        evals: list[dict] = []
-        shown = (show_prompts, show_samples)
-        eval_fn = _recording_eval_fn(tokenizer, evals, eval_prompts_per_family, samples, *shown, cfg)
-        if progress:
-            print(f"[rl-compare] {name}: GRPO from {init}", flush=True)
-        started = time.time()
-        if not run_cfg.eval_every:
-            eval_fn(model, 0)  # before RL (with eval_every, grpo evaluates step 0 itself)
-        history = grpo(
-            model, tokenizer, prompts, run_cfg, out=out / name if out else None, eval_fn=eval_fn, progress=progress
-        )
-        runs[name] = {
-            "init": str(init),
-            "metrics": history,
-            "evals": evals,
-            "before": evals[0],
-            "after": evals[-1],
-            "seconds": round(time.time() - started, 1),
-        }
+    common = {"prompts": prompts, "cfg": cfg, "eval_prompts_per_family": eval_prompts_per_family, "samples": samples,
+              "show_prompts": show_prompts, "show_samples": show_samples, "out": out, "device": device}
+    tasks = [Task(f"GRPO from {name}", rl_run, {"name": name, "init": str(init), **common})
+             for name, init in inits.items()]
+    with WorkerPool(min(workers or len(tasks), len(tasks)), progress=progress) as pool:
+        finished, timing = pool.run(tasks, "rl-compare")
+    runs = dict(zip(inits, finished))
+    preset = next((r.pop("preset") for r in runs.values() if r.get("preset")), "")
+    for r in runs.values():
+        r.pop("preset", None)
     result = {
         "preset": preset,
         "settings": {
@@ -214,6 +238,7 @@ def rl_after_finetuning(
         },
         "command": command,
         "runs": runs,
+        "timing": timing,
     }
     result["table"] = {name: _summary_row(run) for name, run in runs.items()}
     result = _rounded(result)

@@ -32,13 +32,19 @@ def t_quantile(df: int) -> float:
 
 
 def describe(values: list[float]) -> dict:
-    """``{mean, std, ci95: [low, high], per_seed}``; one value gives a zero-width interval."""
+    """``{mean, std, ci95: [low, high], per_seed}``.
+
+    With a single value there is no spread to estimate: ``std`` and ``ci95`` are ``None`` (a
+    table then shows the value alone, and no finding may call it significant).
+    """
     values = [float(v) for v in values]
     if not values:
         raise ValueError("describe() needs at least one value")
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    half = t_quantile(len(values) - 1) * std / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    if len(values) < 2:
+        return {"mean": mean, "std": None, "ci95": None, "per_seed": values}
+    std = statistics.stdev(values)
+    half = t_quantile(len(values) - 1) * std / math.sqrt(len(values))
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "per_seed": values}
 
 
@@ -52,9 +58,16 @@ def paired_difference(a: list[float], b: list[float]) -> dict:
 
 
 def excludes_zero(stat: dict) -> bool:
-    """True when the 95% interval lies entirely on one side of zero."""
+    """True when there is a 95% interval and it lies entirely on one side of zero (never for one seed)."""
+    if stat.get("ci95") is None:
+        return False
     low, high = stat["ci95"]
     return low > 0 or high < 0
 
 
-__all__ = ["describe", "excludes_zero", "paired_difference", "t_quantile"]
+def has_interval(stat: dict) -> bool:
+    """Whether ``stat`` (from :func:`describe`) carries a 95% interval (at least two values)."""
+    return stat.get("ci95") is not None
+
+
+__all__ = ["describe", "excludes_zero", "has_interval", "paired_difference", "t_quantile"]

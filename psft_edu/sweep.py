@@ -1,15 +1,23 @@
-"""Neighbours and ablations: the comparison's machinery over other sets of runs.
+"""Neighbours, ablations and the regime map: the comparison's machinery over other sets of runs.
 
 * ``neighbours``: SFT, PSFT, SFT-KL, DFT and ASFT at one learning rate;
 * ``clip``: PSFT with epsilon 0.1, 0.28, 0.5 and no clip;
 * ``refresh``: PSFT with the old policy refreshed every 1, 4, 8, 16 steps, or never;
-* ``lr``: SFT and PSFT at four matched learning rates (the comparison's two and a third of each).
+* ``lr``: SFT and PSFT at four matched learning rates (the comparison's two and a third of each);
+* ``regime``: where does PSFT differ from SFT at a matched rate? Three learning rates × {SFT, PSFT
+  with K = 8, PSFT with K = 32, PSFT never refreshed}, plus the authors' arm (36 steps of SFT, then
+  PSFT), a low-drift arm (a small rate for four times the steps: many refreshes, each moving little)
+  and a teacher in the base's own style (no change of format to make). Every run logs what the clip
+  and the optimiser did (:data:`psft_edu.train.MECHANISM_KEYS`), so the map puts each arm's outcome
+  against its mechanism numbers (:func:`regime_table`).
 
-Each writes ``<out>/<what>/summary.json`` in the same shape as ``compare``. The first three run at
-one learning rate, ``--lr`` (default: the preset's higher rate). Notebook 08 reads slimmed copies
-committed under ``notebooks/results/``, made with::
+Each writes ``<out>/<what>/summary.json`` in the same shape as ``compare``; the runs go side by side
+in one-thread workers, each finished run keeps ``<out>/<what>/<run>_seed<k>/result.json`` and
+``resume`` reuses them. The first three run at one learning rate, ``--lr`` (default: the preset's
+higher rate). Notebook 08 reads slimmed copies committed under ``notebooks/results/``, made with::
 
-    python -m psft_edu sweep --preset small --what all --seeds 0 --lr 3e-4 --out runs/sweep
+    python -m psft_edu sweep --preset small --what all --seeds 0 1 2 --lr 3e-4 --out runs/sweep
+    python -m psft_edu sweep --preset small --what regime --seeds 0 1 2 --out runs/sweep
     python -c "from psft_edu import sweep; sweep.write_caches('runs/sweep')"
 
 (3e-4, between the comparison's two rates: at 1e-3 SFT and PSFT lose almost all of the base
@@ -25,18 +33,51 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .compare import SETTINGS, CompareSettings, RunSpec, run_grid, slim, summarise
+from .compare import SETTINGS, CompareSettings, RunSpec, View, run_views, slim
 from .data import atomic_write_bytes
 from .models import get_preset, preset_name
 from .objectives import OBJECTIVES, PSFT_CLIP
 from .presets import DEFAULT_PRESET
+from .results import paired, summarise_view
 
 NO_CLIP = math.inf  # 1 + inf: the clip never binds (a finite epsilon can: the ratio may reach exp(20))
 DEFAULT_CLIP = PSFT_CLIP  # what finetune uses when a RunSpec gives none
+AUTHORS_WARMUP = 36  # steps of SFT before PSFT in the authors' toy run
+LOW_DRIFT_STEPS = 4  # the low-drift arm trains this many times the view's steps, at a third of the low rate
+
+
+def _rate(lr: float) -> str:
+    return f"{lr:.0e}"
+
+
+def regime_specs(settings: CompareSettings) -> list[RunSpec]:
+    """The regime map's arms (see the module docstring)."""
+    mini, high, low = settings.mini_batch, settings.high_lr, settings.low_lr
+    middle = float(f"{math.sqrt(high * low):.0e}")
+    specs = []
+    for lr in (low, middle, high):
+        specs += [
+            RunSpec(f"sft_lr{_rate(lr)}", "sft", lr),
+            RunSpec(f"psft_k8_lr{_rate(lr)}", "psft", lr, global_batch=8 * mini),
+            RunSpec(f"psft_k32_lr{_rate(lr)}", "psft", lr, global_batch=32 * mini),
+            RunSpec(f"psft_never_lr{_rate(lr)}", "psft", lr, never_refresh=True),
+            RunSpec(f"psft_warmup_lr{_rate(lr)}", "psft", lr, global_batch=8 * mini, sft_warmup=AUTHORS_WARMUP),
+        ]
+    slow = float(f"{low * 0.3:.0e}")
+    steps, every = LOW_DRIFT_STEPS * settings.max_steps, LOW_DRIFT_STEPS * settings.eval_every
+    specs += [
+        RunSpec(f"sft_lowdrift_lr{_rate(slow)}", "sft", slow, max_steps=steps, eval_every=every),
+        RunSpec(f"psft_lowdrift_lr{_rate(slow)}", "psft", slow, global_batch=8 * mini, max_steps=steps,
+                eval_every=every),
+        RunSpec(f"sft_basestyle_lr{_rate(high)}", "sft", high, teacher="base-style"),
+        RunSpec(f"psft_basestyle_lr{_rate(high)}", "psft", high, global_batch=8 * mini, teacher="base-style"),
+    ]
+    return specs
 
 
 def sweep_specs(what: str, settings: CompareSettings, lr: float | None = None) -> list[RunSpec]:
-    """The runs of one sweep; ``lr`` (default ``settings.high_lr``) is the rate of every sweep but ``lr``."""
+    """The runs of one sweep; ``lr`` (default ``settings.high_lr``) is the rate of the neighbours, clip and
+    refresh sweeps (``lr`` and ``regime`` have their own rates)."""
     lr, mini = lr or settings.high_lr, settings.mini_batch
     if what == "neighbours":
         return [RunSpec(o, o, lr) for o in OBJECTIVES]
@@ -52,17 +93,21 @@ def sweep_specs(what: str, settings: CompareSettings, lr: float | None = None) -
         # Both of the comparison's rates and a rate a third of each: 3e-5, 1e-4, 3e-4, 1e-3 at tiny and small.
         rates = sorted({settings.low_lr * 0.3, settings.low_lr, settings.high_lr * 0.3, settings.high_lr})
         return [RunSpec(f"{o}_lr_{r:.0e}", o, r) for o in ("sft", "psft") for r in rates]
-    raise ValueError(f"unknown sweep {what!r}; choose neighbours, clip, refresh, lr or all")
+    if what == "regime":
+        return regime_specs(settings)
+    raise ValueError(f"unknown sweep {what!r}; choose {', '.join(KINDS)}, regime or all")
 
 
 def sweep(what: str, preset: str | None = None, seeds: tuple[int, ...] | None = None, out: str | Path = "runs/sweep",
           max_steps: int | None = None, progress: bool = True, lr: float | None = None,
-          only: tuple[str, ...] | None = None, settings: CompareSettings | None = None) -> dict:
+          only: tuple[str, ...] | None = None, settings: CompareSettings | None = None, workers: int | None = None,
+          resume: bool = False) -> dict:
     """Run one sweep and write its ``summary.json``; returns the summary.
 
-    ``lr`` sets the learning rate of the neighbours, clip and refresh sweeps (the ``lr`` sweep
-    has its own rates); ``only`` keeps just the runs with these names (a quick partial sweep);
-    ``settings`` replaces the preset's budget (``compare.SETTINGS``), e.g. with fewer eval prompts.
+    ``lr`` sets the learning rate of the neighbours, clip and refresh sweeps (the ``lr`` and ``regime``
+    sweeps have their own rates); ``only`` keeps just the runs with these names (a quick partial sweep);
+    ``settings`` replaces the preset's budget (``compare.SETTINGS``), e.g. with fewer eval prompts;
+    ``workers`` and ``resume`` as in :func:`psft_edu.compare.compare`.
     """
     p = get_preset(preset_name(preset))
     settings = settings or SETTINGS[p.name]
@@ -79,35 +124,61 @@ def sweep(what: str, preset: str | None = None, seeds: tuple[int, ...] | None = 
     folder = Path(out) / what
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    results, base = run_grid(specs, settings, p.name, f"sweep {what}", None, progress)
-    summary = summarise(p.name, settings, results, specs, base)
+    view = View(f"sweep {what}", settings, tuple(specs), folder, keep_models=False)
+    results, timing = run_views([view], p.name, workers, progress, resume)
+    summary = summarise_view(p.name, settings, *results[view.tag], specs)
     summary["sweep"] = what
     summary["seconds"] = round(time.time() - started, 1)
+    summary["timing"] = timing
     summary["sweep_lr"] = lr or settings.high_lr
     for spec in specs:
-        # None: the old policy is never refreshed (it stays the base model).
-        refresh_every = (
-            None if spec.never_refresh else (spec.global_batch or settings.global_batch) // settings.mini_batch
-        )
         clip = (
             None
             if spec.objective != "psft" or spec.clip == NO_CLIP
             else (spec.clip if spec.clip is not None else DEFAULT_CLIP)
         )
-        summary["runs"][spec.name].update(clip=clip, never_refresh=spec.never_refresh, refresh_every=refresh_every)
+        summary["runs"][spec.name].update(clip=clip, never_refresh=spec.never_refresh)
+    if what == "regime":
+        summary["regime"] = regime_table(summary)
     atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
 
 
+def regime_pairs(summary: dict) -> list[tuple[str, str]]:
+    """``(sft run, psft run)``: every PSFT arm with the SFT arm of the same rate, steps and teacher."""
+    runs = summary["runs"]
+    pairs = []
+    for name, run in runs.items():
+        if run["objective"] != "psft":
+            continue
+        twin = [n for n, r in runs.items() if r["objective"] == "sft" and r["lr"] == run["lr"]
+                and r["max_steps"] == run["max_steps"] and r["teacher"] == run["teacher"]]
+        if twin:
+            pairs.append((twin[0], name))
+    return pairs
+
+
+def regime_table(summary: dict) -> dict:
+    """Per PSFT arm: its paired difference from the matching SFT arm (SFT − PSFT, per seed) and the
+    mechanism numbers of both, the rows of the regime map."""
+    table = {}
+    for sft, psft in regime_pairs(summary):
+        diff = paired(summary, sft, psft)
+        table[psft] = {"sft": sft, "diff": diff,
+                       "mechanism": summary["runs"][psft].get("mechanism"),
+                       "sft_mechanism": summary["runs"][sft].get("mechanism")}
+    return table
+
+
 # ---------------------------------------------------------------- reading results (notebook 08)
 
-SWEEPS = ("neighbours", "clip", "refresh", "lr")
+SWEEPS = ("neighbours", "clip", "refresh", "lr", "regime")
 
 # Final metrics shown in the tables and offered by the notebook's selector:
 # label -> (key in ``final``, scale, digits, True when higher is better).
 METRICS: dict[str, tuple[str, float, int, bool]] = {
-    "in-domain acc (%)": ("in_domain_accuracy", 100.0, 1, True),
-    "OOD acc (%)": ("ood_accuracy", 100.0, 1, True),
+    "in-domain acc (%)": ("in_domain_exact", 100.0, 1, True),
+    "OOD acc (%)": ("ood_exact", 100.0, 1, True),
     "sample entropy": ("sample_entropy", 1.0, 3, True),
     "demo entropy": ("entropy", 1.0, 3, True),
     "distinct valid": ("distinct_valid", 1.0, 2, True),
@@ -178,14 +249,16 @@ def pareto_front(
     return [n for n, a in score.items() if not dominated(a)]
 
 
-KINDS = ("neighbours", "clip", "refresh", "lr")  # what `--what all` runs, in order
+KINDS = ("neighbours", "clip", "refresh", "lr")  # what `--what all` runs, in order (the regime map is separate)
 
 
 def markdown_table(summary: dict) -> str:
     """Final metrics of every run of a sweep's summary, as a Markdown table."""
-    lines = ["| run | in-domain acc | OOD acc | demo entropy | distinct valid |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| run | in-domain acc | OOD acc | own-sample entropy | teacher style | distinct valid |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, run in summary["runs"].items():
         f = run["final"]
-        lines.append(f"| {name} | {100 * f['in_domain_accuracy']['mean']:.1f} | {100 * f['ood_accuracy']['mean']:.1f} "
-                     f"| {f['entropy']['mean']:.3f} | {f['distinct_valid']['mean']:.2f} |")
+        lines.append(f"| {name} | {100 * f['in_domain_exact']['mean']:.1f} | {100 * f['ood_exact']['mean']:.1f} "
+                     f"| {f['sample_entropy']['mean']:.3f} | {100 * f['style_teacher']['mean']:.0f}% "
+                     f"| {f['distinct_valid']['mean']:.2f} |")
     return "\n".join(lines)

@@ -259,6 +259,65 @@ def verify(prompt: str, completion: str) -> bool:
     return VERIFIERS[family_of(prompt)](prompt, completion)
 
 
+def _accepted_make_sum(prompt: str) -> tuple[str, ...]:
+    p = _SUM_PROMPT.match(prompt)
+    if not p:
+        return ()
+    target, numbers = int(p.group(1)), [int(n) for n in p.group(2).split()]
+    pairs = sorted({(a, b) for i, a in enumerate(numbers) for j, b in enumerate(numbers) if i != j and a + b == target})
+    return tuple(answer for a, b in pairs for answer in (f" {a}+{b}", f" {a}+{b}={target}"))
+
+
+_ANSWER_SETS: dict[str, Callable[[str], tuple[str, ...] | None]] = {
+    "make_sum": _accepted_make_sum,
+    "add": _answers_add,
+    "reverse": _answers_reverse,
+    "sort": _answers_sort,
+    "even": _answers_even,
+}
+
+
+def accepted_answers(prompt: str) -> tuple[str, ...]:
+    """Every completion the verifier accepts for ``prompt``: a small, finite set in this task world.
+
+    ``make_sum``: each order of each right pair, with and without the total (`` 3+9``, `` 3+9=12``,
+    `` 9+3``, `` 9+3=12``); ``even``: every even number strictly between the bounds; the other
+    families: their one answer. So the probability that a model answers correctly at temperature 1
+    is the sum of the probabilities of these strings (each followed by the end-of-sequence token):
+    :func:`psft_edu.evaluate.exact_accuracy` computes it without sampling.
+    """
+    return tuple(_ANSWER_SETS[family_of(prompt)](prompt) or ())
+
+
+_TEACHER_STYLE = re.compile(rf"^ {_NUMBER}\+{_NUMBER}={_NUMBER}\Z")
+_BASE_STYLE = re.compile(rf"^ {_NUMBER}\+{_NUMBER}\Z")
+STYLES = ("teacher", "base", "other")
+
+
+def answer_style(completion: str) -> str:
+    """The format of a ``make_sum`` answer, right or wrong: ``"teacher"`` (`` a+b=c``, with a total, as the
+    SFT teacher writes), ``"base"`` (`` a+b``, as the pretraining mixture writes) or ``"other"``."""
+    if _TEACHER_STYLE.match(completion):
+        return "teacher"
+    if _BASE_STYLE.match(completion):
+        return "base"
+    return "other"
+
+
+def operand_positions(completion: str) -> list[int]:
+    """Character (= token) positions of the two operands in a ``make_sum`` answer `` a+b...``.
+
+    These are the tokens where the model *chooses* its answer; the space, the plus sign and the
+    teacher's ``=total`` follow from the format and the choice. An answer without the `` a+b``
+    shape has no operand positions (empty list).
+    """
+    found = re.match(rf"^ {_NUMBER}\+{_NUMBER}", completion)
+    if not found:
+        return []
+    first, second = found.span(1), found.span(2)
+    return list(range(*first)) + list(range(*second))
+
+
 def generate(family: str, rng: random.Random, **kwargs) -> Example:
     """One example of ``family`` drawn with ``rng``."""
     if family not in GENERATORS:

@@ -5,6 +5,10 @@ model on the whole batch), then takes K = global_batch / mini_batch optimiser st
 one per mini-batch. Only PSFT reads the old log-probs; the first mini-batch reuses
 its own forward pass for them because old and current policy are still equal then,
 so PSFT costs one extra no-grad forward over (K-1)/K of each global batch.
+
+With ``log_mechanism`` every objective is also measured against that frozen old policy (SFT
+pays the same extra forward for it), so each step's record says what the clip did and what
+the optimiser did (:data:`MECHANISM_KEYS`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class TrainConfig:
     beta: float = setting(obj.KL_BETA, "KL-to-base weight of sft_kl and asft", check="non-negative")
     agg: str = setting("token-mean", "how token losses are averaged", choices=obj.AGGREGATIONS)
     never_refresh: bool = setting(False, "PSFT: keep the base model as the old policy for the whole run")
+    sft_warmup: int = setting(
+        0, "PSFT: train with plain SFT for this many optimiser steps first, as the authors' toy run did",
+        check="non-negative",
+    )
     warmup_steps: int = setting(10, "linear warm-up steps", check="non-negative")
     schedule: str = setting("constant", "learning-rate schedule after warm-up", choices=("constant", "cosine"))
     weight_decay: float = setting(0.1, "AdamW weight decay", check="non-negative")
@@ -55,6 +63,12 @@ class TrainConfig:
     seed: int = setting(0, "seed of the data order and of the evaluation's sampling")
     max_length: int = setting(64, "longest sequence in tokens (prompt + completion)", check="positive")
     log_kl: bool = setting(True, "log KL to the base model every step (one extra no-grad forward)")
+    log_mechanism: bool = setting(
+        True,
+        "log what the clip and the optimiser do every step: ratios, shares past the bound and unclippable, exact KL "
+        "to the frozen old policy (for objectives without an old policy, one extra no-grad forward), gradient "
+        "clipping and distances moved",
+    )
     eval_every: int = setting(0, "optimiser steps between evaluations; 0: only at the end", check="non-negative")
     eval_prompts: int = setting(32, "evaluation prompts per task family", check="positive")
     eval_samples: int = setting(4, "samples per evaluation prompt (k of pass@k)", check="positive")
@@ -90,7 +104,23 @@ class TrainConfig:
         return self.global_batch // self.mini_batch
 
 
-RESUMABLE_SETTINGS = ("max_steps", "eval_every", "eval_prompts", "eval_samples", "save_every", "compile")
+# Logged every step with ``log_mechanism`` (see Trainer._mechanism and Trainer._distances).
+MECHANISM_KEYS = (
+    "refresh_position",  # k: optimiser steps since the old policy was frozen (0 .. K-1)
+    "ratio_mean", "ratio_median", "ratio_p99", "ratio_max",  # r_t = pi / pi_old over the mini-batch's tokens
+    "past_bound",  # share of tokens with r_t > 1 + clip (what PSFT clips; for SFT what it would clip)
+    "unclippable",  # share of tokens whose old probability is above 1 / (1 + clip): never clippable
+    "kl_old",  # exact KL(pi || pi_old) per token on the mini-batch (course-sized vocabularies only)
+    "grad_clipped",  # 1 when the gradient norm was above grad_clip (the step was scaled down)
+    "step_size",  # ||theta_after - theta_before|| of this optimiser step
+    "refresh_distance",  # ||theta - theta at the last refresh||, after this step
+    "base_distance",  # ||theta - theta of the base model||, after this step
+)  # fmt: skip
+KL_OLD_MAX_VOCAB = 4096  # above this, keeping the old policy's full distributions costs too much memory
+
+RESUMABLE_SETTINGS = (
+    "max_steps", "eval_every", "eval_prompts", "eval_samples", "save_every", "compile", "log_mechanism",
+)  # fmt: skip
 
 
 def objective_loss(
@@ -99,9 +129,14 @@ def objective_loss(
     mask: torch.Tensor,
     old_logp: torch.Tensor | None,
     ref_logp: torch.Tensor | None,
+    step: int = 0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The configured objective (:data:`psft_edu.objectives.OBJECTIVES`) on one (micro-)batch: ``(loss, stats)``."""
-    loss = obj.get_objective(cfg.objective).loss
+    """The configured objective (:data:`psft_edu.objectives.OBJECTIVES`) on one (micro-)batch: ``(loss, stats)``.
+
+    During ``cfg.sft_warmup`` steps (``step`` below it) plain SFT is used instead.
+    """
+    name = "sft" if step < cfg.sft_warmup else cfg.objective
+    loss = obj.get_objective(name).loss
     return loss(logp, mask, old_logp, ref_logp, clip=cfg.clip, beta=cfg.beta, agg=cfg.agg)
 
 
@@ -172,6 +207,9 @@ class Trainer:
         self._pending: list[tuple[str, dict]] = []
         self._fingerprint: str | None = None
         self._stop = runs.StopSignals()
+        # The parameters the run starts from, for base_distance (log_mechanism); set before any resume.
+        self._base_params = [p.detach().clone() for p in model.parameters()] if cfg.log_mechanism else []
+        self._refresh_start: list[torch.Tensor] = self._base_params
 
     # ------------------------------------------------------------ helpers
     def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -207,43 +245,54 @@ class Trainer:
         return obj.token_logprobs(self._logits(model, batch), batch.targets)
 
     # ------------------------------------------------------------ one global batch
+    def _frozen_policy(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The old policy on ``batch``: target log-probs, and (small vocabularies) the full log-distributions."""
+        with torch.no_grad():
+            logits = self._logits(model, batch)
+            full = torch.log_softmax(logits.float(), dim=-1) if logits.shape[-1] <= KL_OLD_MAX_VOCAB else None
+            return obj.token_logprobs(logits, batch.targets), full
+
     def _train_global_batch(self, indices: list[int]) -> list[dict]:
         cfg = self.cfg
         K, size = cfg.refresh_every, cfg.mini_batch
         batch = self._batch(indices)  # one padded width for the whole global batch
         minis = [batch[k * size : (k + 1) * size] for k in range(K)]
-        old: list[torch.Tensor | None] = [None] * K
-        if obj.get_objective(cfg.objective).needs_old_logprobs:
+        old: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * K
+        if obj.get_objective(cfg.objective).needs_old_logprobs or cfg.log_mechanism:
             # Freeze the old policy: mini-batch 0 reuses its own forward (see module docstring).
             # One no-grad forward per mini-batch: larger ones were slower on CPU and risk memory on GPU.
             source = self.reference if cfg.never_refresh else self.forward_model
             self.model.eval()
             for k in range(0 if cfg.never_refresh else 1, K):
-                old[k] = self._frozen_logprobs(source, minis[k])
+                old[k] = self._frozen_policy(source, minis[k])
             self.model.train()
+        if cfg.log_mechanism:
+            self._refresh_start = [p.detach().clone() for p in self.model.parameters()]
         records = []
         for k, mini in enumerate(minis):
             if self.step >= cfg.max_steps:
                 break
-            records.append(self._optimiser_step(mini, old[k]))
+            records.append(self._optimiser_step(mini, old[k], k))
         return records
 
-    def _optimiser_step(self, mini: Batch, old_logp: torch.Tensor | None) -> dict:
+    def _optimiser_step(self, mini: Batch, old: tuple[torch.Tensor, torch.Tensor | None] | None, k: int) -> dict:
         cfg = self.cfg
         micro = cfg.micro_batch or cfg.mini_batch
         total_tokens = mini.mask.sum()
         total_seqs = (mini.mask.sum(-1) > 0).sum()
+        old_logp, old_full = old if old is not None else (None, None)
         sums: dict[str, torch.Tensor] = {}
+        current: list[tuple[torch.Tensor, torch.Tensor]] = []  # (target log-probs, logits) per micro-batch
         for start in range(0, len(mini), micro):
             part = mini[start : start + micro]
             logits = self._logits(self.forward_model, part)
             logp = obj.token_logprobs(logits, part.targets)
-            old = logp.detach() if old_logp is None else old_logp[start : start + micro]
+            old_part = logp.detach() if old_logp is None else old_logp[start : start + micro]
             if cfg.never_refresh and old_logp is not None:
-                ref = old  # the old policy is the base model: its log-probs are already here
+                ref = old_part  # the old policy is the base model: its log-probs are already here
             else:
                 ref = self._frozen_logprobs(self.reference, part) if self.reference is not None else None
-            loss, stats = objective_loss(cfg, logp, part.mask, old, ref)
+            loss, stats = objective_loss(cfg, logp, part.mask, old_part, ref, self.step)
             # Weight each micro-batch so the accumulated gradient equals the full mini-batch's.
             if cfg.agg == "token-mean":
                 weight = part.mask.sum() / total_tokens
@@ -252,11 +301,16 @@ class Trainer:
             (loss * weight).backward()
             with torch.no_grad():
                 values = {"loss": loss.detach(), "entropy": obj.masked_mean(obj.token_entropy(logits), part.mask)}
-                values.update(stats)
+                # With log_mechanism the ratio statistics come from _mechanism, over the whole mini-batch.
+                values.update({key: v for key, v in stats.items() if not (cfg.log_mechanism and key in MECHANISM_KEYS)})
                 if ref is not None and cfg.log_kl:
                     values["kl_to_base"] = obj.kl_to_reference(logp.detach(), ref, part.mask)
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value.float() * weight
+            if cfg.log_mechanism:
+                current.append((logp.detach(), logits.detach()))
+        if cfg.log_mechanism:
+            sums.update(self._mechanism(mini, current, old_logp, old_full, k))
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
         keys = list(sums)
@@ -264,15 +318,60 @@ class Trainer:
         record = {"step": self.step + 1, **dict(zip(keys, numbers[:-1])), "grad_norm": numbers[-1], "lr": lr}
         what = f"loss or gradient (loss={record['loss']})"
         runs.check_finite(self.step + 1, numbers, what, self.out, self.optimizer)
+        before = [p.detach().clone() for p in self.model.parameters()] if cfg.log_mechanism else None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        # Ratio statistics only exist for PSFT; keep a stable key set for everyone.
+        if cfg.log_mechanism:
+            record["grad_clipped"] = float(record["grad_norm"] > cfg.grad_clip)
+            record.update(self._distances(before))
+        # Ratio statistics only exist for PSFT (or with log_mechanism); keep a stable key set for everyone.
         record.setdefault("clip_fraction", 0.0)
         record.setdefault("ratio_mean", 1.0)
         record.setdefault("ratio_max", 1.0)
         return record
+
+    @torch.no_grad()
+    def _mechanism(
+        self,
+        mini: Batch,
+        current: list[tuple[torch.Tensor, torch.Tensor]],
+        old_logp: torch.Tensor | None,
+        old_full: torch.Tensor | None,
+        k: int,
+    ) -> dict[str, torch.Tensor]:
+        """The mini-batch against the frozen old policy, before this step's update (:data:`MECHANISM_KEYS`)."""
+        clip, mask = self.cfg.clip, mini.mask
+        logp = torch.cat([lp for lp, _ in current])
+        old_logp = logp if old_logp is None else old_logp  # mini-batch 0: the old policy is the current one
+        log_ratio = torch.clamp(logp - old_logp, -obj.LOG_RATIO_LIMIT, obj.LOG_RATIO_LIMIT)
+        ratio = torch.exp(log_ratio)
+        out = {
+            "refresh_position": torch.tensor(float(k)),
+            "ratio_mean": obj.masked_mean(ratio, mask),
+            **obj.ratio_quantiles(ratio, mask),
+            "past_bound": obj.masked_mean((ratio > 1.0 + clip).float(), mask),
+            "unclippable": obj.masked_mean(obj.unclippable(old_logp, clip).float(), mask),
+        }
+        if current[0][1].shape[-1] <= KL_OLD_MAX_VOCAB:
+            logits = torch.cat([lg for _, lg in current])
+            kl = torch.zeros_like(mask) if old_full is None else obj.exact_kl(logits, old_full)
+            out["kl_old"] = obj.masked_mean(kl, mask)
+        return out
+
+    @torch.no_grad()
+    def _distances(self, before: list[torch.Tensor]) -> dict[str, float]:
+        """How far the parameters moved: this step, since the last refresh and since the base model."""
+
+        def distance(reference: list[torch.Tensor]) -> float:
+            return math.sqrt(sum(float((p - q).pow(2).sum()) for p, q in zip(self.model.parameters(), reference)))
+
+        return {
+            "step_size": distance(before),
+            "refresh_distance": distance(self._refresh_start),
+            "base_distance": distance(self._base_params),
+        }
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -430,4 +529,6 @@ class Trainer:
                 raise stop.interrupted(self.step, self.out)
 
 
-__all__ = ["OBJECTIVES", "RESUMABLE_SETTINGS", "TrainConfig", "Trainer", "lr_factor", "objective_loss"]
+__all__ = [
+    "MECHANISM_KEYS", "OBJECTIVES", "RESUMABLE_SETTINGS", "TrainConfig", "Trainer", "lr_factor", "objective_loss",
+]  # fmt: skip

@@ -229,7 +229,9 @@ def test_shipped_checkpoint_reproduces_its_manifest(preset):
     expected = evaluation["results"]
     assert set(results) == set(expected)
     for family, row in expected.items():
-        assert set(results[family]) == set(row), family
+        # Every number the manifest recorded is reproduced; measures added to the evaluation since
+        # (exact accuracy) may be there too.
+        assert set(row) <= set(results[family]), family
         for key, value in row.items():
             tol = dict(rel=1e-6, abs=1e-9) if key in FLOAT_KEYS else dict(rel=0, abs=1e-9)
             assert results[family][key] == pytest.approx(value, **tol), (family, key)

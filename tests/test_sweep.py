@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 
 from psft_edu.compare import SETTINGS
-from psft_edu.sweep import NO_CLIP, cache_path, load_results, slim, sweep, sweep_specs
+from psft_edu.presets import EvalProtocol
+from psft_edu.sweep import NO_CLIP, cache_path, load_results, regime_pairs, slim, sweep, sweep_specs
 
 TINY = SETTINGS["tiny"]
 # A short run with a token evaluation: the end-to-end tests check plumbing, not accuracy.
-QUICK = replace(TINY, max_steps=8, eval_every=8, eval_prompts=2, eval_samples=1)
+QUICK = replace(TINY, max_steps=8, eval_every=8, eval=EvalProtocol(prompts=2, samples=1, ood_prompts=1,
+                                                                   final_samples=1))
 
 
 def test_neighbours_specs() -> None:
@@ -55,6 +57,26 @@ def test_lr_specs() -> None:
     assert sorted({s.lr for s in specs}) == pytest.approx([3e-5, 1e-4, 3e-4, 1e-3])
 
 
+def test_regime_specs() -> None:
+    specs = {s.name: s for s in sweep_specs("regime", TINY)}
+    for rate in ("1e-04", "3e-04", "1e-03"):
+        assert specs[f"psft_k8_lr{rate}"].global_batch == 8 * TINY.mini_batch
+        assert specs[f"psft_k32_lr{rate}"].global_batch == 32 * TINY.mini_batch
+        assert specs[f"psft_never_lr{rate}"].never_refresh
+        assert specs[f"psft_warmup_lr{rate}"].sft_warmup == 36
+        assert specs[f"sft_lr{rate}"].objective == "sft"
+    low = specs["psft_lowdrift_lr3e-05"]
+    assert low.max_steps == 4 * TINY.max_steps and low.lr == pytest.approx(3e-5)
+    assert specs["psft_basestyle_lr1e-03"].teacher == "base-style"
+    summary = {"runs": {n: {"objective": s.objective, "lr": s.lr, "max_steps": s.max_steps or TINY.max_steps,
+                            "teacher": s.teacher} for n, s in specs.items()}}
+    pairs = dict((p, s) for s, p in regime_pairs(summary))
+    assert pairs["psft_k32_lr3e-04"] == "sft_lr3e-04"
+    assert pairs["psft_lowdrift_lr3e-05"] == "sft_lowdrift_lr3e-05"
+    assert pairs["psft_basestyle_lr1e-03"] == "sft_basestyle_lr1e-03"
+    assert len(pairs) == sum(s.objective == "psft" for s in specs.values())
+
+
 def test_unknown_sweep_or_run(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown sweep"):
         sweep_specs("everything", TINY)
@@ -74,7 +96,7 @@ def _all_finite(x) -> bool:
 
 
 def test_tiny_clip_sweep_end_to_end(tmp_path, one_thread) -> None:
-    summary = sweep("clip", "tiny", (0,), tmp_path, progress=False, settings=QUICK)
+    summary = sweep("clip", "tiny", (0,), tmp_path, progress=False, settings=QUICK, workers=1)
     written = json.loads((tmp_path / "clip" / "summary.json").read_text())
     assert written == summary
     assert summary["sweep"] == "clip" and summary["preset"] == "tiny" and summary["settings"]["max_steps"] == 8
@@ -84,7 +106,7 @@ def test_tiny_clip_sweep_end_to_end(tmp_path, one_thread) -> None:
         assert _all_finite(run["final"]) and _all_finite(run["curves"]), name
         assert run["curves"]["loss"]["step"] == list(range(1, 9))
         assert run["refresh_every"] == TINY.global_batch // TINY.mini_batch
-        assert 0.0 <= run["final"]["ood_accuracy"]["mean"] <= 1.0
+        assert 0.0 <= run["final"]["ood_exact"]["mean"] <= 1.0
     assert set(summary["runs"]["psft_no_clip"]["curves"]["clip_fraction"]["mean"]) == {0.0}
     # The same data and seed up to the first clip: the first step of every run is identical (r = 1 there).
     first = {run["curves"]["loss"]["mean"][0] for run in summary["runs"].values()}
@@ -92,9 +114,9 @@ def test_tiny_clip_sweep_end_to_end(tmp_path, one_thread) -> None:
     # slim keeps the finals and eval curves, drops the per-step loss curve, and rounds.
     small = slim(summary)
     run = small["runs"]["psft_eps_0.28"]
-    assert "loss" not in run["curves"] and "clip_fraction" in run["curves"] and "eval_ood_accuracy" in run["curves"]
-    full = summary["runs"]["psft_eps_0.28"]["final"]["ood_accuracy"]["mean"]
-    assert run["final"]["ood_accuracy"]["mean"] == pytest.approx(full, rel=1e-3)
+    assert "loss" not in run["curves"] and "clip_fraction" in run["curves"] and "eval_ood_exact" in run["curves"]
+    full = summary["runs"]["psft_eps_0.28"]["final"]["ood_exact"]["mean"]
+    assert run["final"]["ood_exact"]["mean"] == pytest.approx(full, rel=1e-3)
     assert len(json.dumps(small)) < len(json.dumps(summary))
 
 
@@ -107,6 +129,7 @@ def test_tiny_refresh_sweep_k1_never_clips(tmp_path, one_thread) -> None:
         progress=False,
         settings=QUICK,
         only=("psft_refresh_1", "psft_never_refreshed"),
+        workers=1,
     )
     assert list(summary["runs"]) == ["psft_refresh_1", "psft_never_refreshed"]
     k1, never = summary["runs"]["psft_refresh_1"], summary["runs"]["psft_never_refreshed"]
@@ -117,16 +140,16 @@ def test_tiny_refresh_sweep_k1_never_clips(tmp_path, one_thread) -> None:
     assert _all_finite(k1["final"]) and _all_finite(never["final"])
 
 
-@pytest.mark.parametrize("what", ["neighbours", "clip", "refresh", "lr"])
+@pytest.mark.parametrize("what", ["neighbours", "clip", "refresh", "lr", "regime"])
 def test_committed_caches(what) -> None:
-    """Notebook 08's committed results: the runs of the sweep, one seed at the small preset, finite, and small files."""
+    """Notebook 08's committed results: the runs of the sweep at the small preset, finite, and small files."""
     path = cache_path(what, "small")
     if not path.exists():
         pytest.skip(f"{path.name} not committed")
-    assert path.stat().st_size < 300_000
+    assert path.stat().st_size < 1_000_000
     summary = load_results(what, "small")
     assert summary["sweep"] == what and summary["preset"] == "small"
     assert list(summary["runs"]) == [s.name for s in sweep_specs(what, SETTINGS["small"], summary["sweep_lr"])]
     for run in summary["runs"].values():
         assert _all_finite(run["final"]) and _all_finite(run["curves"]["grad_norm"])
-        assert run["curves"]["eval_ood_accuracy"]["step"][-1] == summary["settings"]["max_steps"]
+        assert run["curves"]["eval_ood_exact"]["step"][-1] == run["max_steps"]

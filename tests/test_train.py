@@ -120,8 +120,8 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, mon
 
     real = train_module.objective_loss
 
-    def poisoned(cfg, logp, mask, old, ref):
-        loss, stats = real(cfg, logp, mask, old, ref)
+    def poisoned(cfg, logp, mask, old, ref, step=0):
+        loss, stats = real(cfg, logp, mask, old, ref, step)
         return (loss * float("nan") if trainer.step >= 5 else loss), stats
 
     monkeypatch.setattr(train_module, "objective_loss", poisoned)
@@ -259,3 +259,65 @@ def test_metrics_file_grows_after_every_global_batch(tmp_path):
         model, tok, RECORDS, small_cfg(max_steps=12, eval_every=4), out=tmp_path, eval_fn=count_lines, progress=False
     ).train()
     assert seen == [(0, 0), (4, 4), (8, 8), (12, 12)]
+
+
+# ---------------------------------------------------------------- what the clip and the optimiser do, logged
+
+
+def _params(trainer: Trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+@pytest.mark.parametrize("objective", ["sft", "psft"])
+def test_logging_the_mechanism_does_not_change_training(objective, one_thread) -> None:
+    on = run(small_cfg(objective=objective, log_kl=False, log_mechanism=True))
+    off = run(small_cfg(objective=objective, log_kl=False, log_mechanism=False))
+    assert all(torch.equal(p, q) for p, q in zip(_params(on), _params(off)))
+    assert [r["loss"] for r in on.history] == [r["loss"] for r in off.history]
+    first = on.history[0]
+    assert first["refresh_position"] == 0 and first["ratio_max"] == 1.0 and first["kl_old"] == 0.0
+    assert [int(r["refresh_position"]) for r in on.history] == [0, 1, 2, 3, 0, 1, 2, 3]  # K = 32 / 8
+    assert all(r["step_size"] > 0 and r["base_distance"] > 0 for r in on.history)
+    assert "past_bound" not in off.history[0]
+
+
+class _Recording(Trainer):
+    """A trainer that keeps the (current, old) log-probs every mechanism measurement saw."""
+
+    seen: list
+
+    def _mechanism(self, mini, current, old_logp, old_full, k):
+        logp = torch.cat([lp for lp, _ in current])
+        self.seen.append((logp, logp if old_logp is None else old_logp, mini.mask))
+        return super()._mechanism(mini, current, old_logp, old_full, k)
+
+
+def test_no_clipped_token_is_in_the_unclippable_zone_on_a_real_model(one_thread) -> None:
+    """r = pi / pi_old <= 1 / pi_old: on the real model, no token past 1 + eps had an old probability
+    above 1 / (1 + eps), while both kinds of token occur."""
+    model, tok = load_model("tiny")
+    cfg = small_cfg(objective="psft", lr=1e-2, max_steps=16, log_kl=False)
+    trainer = _Recording(model, tok, RECORDS, cfg, progress=False)
+    trainer.seen = []
+    trainer.train()
+    eps, clipped_seen, unclippable_seen = cfg.clip, 0, 0
+    for logp, old, mask in trainer.seen:
+        ratio = torch.exp(torch.clamp(logp - old, -20, 20))
+        clipped = (ratio > 1 + eps) & (mask > 0)
+        never = (old.exp() > 1 / (1 + eps)) & (mask > 0)
+        assert not (clipped & never).any()
+        clipped_seen, unclippable_seen = clipped_seen + int(clipped.sum()), unclippable_seen + int(never.sum())
+    assert clipped_seen > 0 and unclippable_seen > 0
+    for record in trainer.history:
+        assert record["past_bound"] + record["unclippable"] <= 1.0 + 1e-6
+        assert record["past_bound"] == pytest.approx(record["clip_fraction"])
+    assert max(r["ratio_max"] for r in trainer.history) > 1 + eps  # ratios do pass the bound: a mask, not a wall
+
+
+def test_sft_warmup_trains_sft_first_then_psft(one_thread) -> None:
+    warm = run(small_cfg(objective="psft", max_steps=4, sft_warmup=4, log_kl=False))
+    sft = run(small_cfg(objective="sft", max_steps=4, log_kl=False))
+    assert all(torch.equal(p, q) for p, q in zip(_params(warm), _params(sft)))
+    assert all(r["clip_fraction"] == 0.0 for r in warm.history)
+    longer = run(small_cfg(objective="psft", max_steps=8, sft_warmup=4, log_kl=False))
+    assert any(r["loss"] < 0 for r in longer.history[4:])  # PSFT's loss is -ratio after the warm-up

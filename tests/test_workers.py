@@ -1,0 +1,73 @@
+"""Runs side by side: the same numbers with one worker or two; results in order; a finished run reused."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from psft_edu import compare
+from psft_edu.presets import EvalProtocol
+from psft_edu.workers import Task, WorkerPool, usable_cores
+
+TINY = replace(compare.SETTINGS["tiny"], max_steps=8, eval_every=8, seeds=(0, 1),
+               eval=EvalProtocol(prompts=3, samples=1, ood_prompts=1, final_samples=2))
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+def test_results_come_back_in_task_order_with_one_thread_each() -> None:
+    tasks = [Task(f"t{i}", _square, {"x": i}, cost=i) for i in range(5)]
+    with WorkerPool(2, progress=False) as pool:
+        results, timing = pool.run(tasks)
+        assert results == [0, 1, 4, 9, 16] and timing["workers"] == 2
+        threads, _ = pool.run([Task("threads", _threads)])
+    assert threads == [1]
+    before = torch.get_num_threads()
+    with WorkerPool(1, progress=False) as pool:
+        assert pool.run([Task("threads", _threads)])[0] == [1]  # in this process, one thread during the task
+    assert torch.get_num_threads() == before
+    assert usable_cores() >= 1
+
+
+def _numbers(summary: dict) -> dict:
+    out = {"base": summary["base"]["final"]}
+    for name, run in summary["runs"].items():
+        out[name] = {"final": run["final"], "curves": run["curves"], "samples": run["samples"]}
+    return json.loads(json.dumps(out))
+
+
+def test_one_worker_and_two_workers_give_bit_identical_results(tmp_path) -> None:
+    one = compare.compare("tiny", out=tmp_path / "one", settings=TINY, long=False, progress=False, workers=1)
+    two = compare.compare("tiny", out=tmp_path / "two", settings=TINY, long=False, progress=False, workers=2)
+    assert two["timing"]["phases"][1]["workers"] == 2
+    assert _numbers(one) == _numbers(two)
+
+
+def test_resume_reuses_finished_runs_and_reruns_changed_ones(tmp_path) -> None:
+    first = compare.compare("tiny", out=tmp_path, settings=TINY, long=False, progress=False, workers=1)
+    (tmp_path / "main" / "psft_lr1e-04_seed1" / "result.json").unlink()  # as if interrupted during that run
+    again = compare.compare("tiny", out=tmp_path, settings=TINY, long=False, progress=False, workers=1, resume=True)
+    assert [p["reused"] for p in again["timing"]["phases"]] == [2, 7]
+    assert _numbers(again) == _numbers(first)
+    changed = replace(TINY, max_steps=16)  # other settings: nothing can be reused
+    third = compare.compare("tiny", out=tmp_path, settings=changed, long=False, progress=False, workers=1,
+                            resume=True)
+    assert [p["reused"] for p in third["timing"]["phases"]] == [2, 0]  # the base evaluations are the same
+
+
+@pytest.mark.parametrize("workers", [0, -1])
+def test_cli_refuses_no_workers(workers, tmp_path, capsys) -> None:
+    from psft_edu.__main__ import main
+
+    assert main(["sweep", "--preset", "tiny", "--what", "clip", "--workers", str(workers),
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "--workers" in capsys.readouterr().err
