@@ -9,8 +9,9 @@ Three kinds of exercise:
 
 * recall: a number, a list or a boolean, compared with the value the checker computes;
 * implement it: the learner writes a function, and :func:`check_implementation` runs it
-  and the package's version on the same random tensors (edge cases included) and names
-  the first case where they disagree, and the likely mistake when it recognises one;
+  and the package's version on the same random tensors (edge cases included), compares the
+  values and, for a loss or log-probabilities, the gradients, and names the first case where
+  they disagree, and the likely mistake when it recognises one (a detached loss fails);
 * predict, then run: the learner writes a prediction before an experiment runs, and
   :func:`check_prediction` compares it with what the experiment measured.
 

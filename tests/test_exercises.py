@@ -1,12 +1,13 @@
 """The 'implement it' and 'predict, then run' checkers: a right answer passes, a typical mistake is named,
-an unattempted exercise (None) prints so and returns None."""
+an unattempted exercise (None) prints so and returns None; losses are checked in gradient too, and every mistake
+model is named by its own checker."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from psft_edu import exercises
+from psft_edu import exercises, exercises_impl, exercises_late
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -148,3 +149,188 @@ def test_recall_checkers_return_none_when_unattempted(capsys) -> None:
     assert exercises.check_clipped_value(2.4, r=1.5, advantage=2.0, epsilon=0.2) is True
     assert exercises.check_clipped_value(3.0, r=1.5, advantage=2.0, epsilon=0.2) is False
     assert "larger of the two" in capsys.readouterr().out
+
+
+def test_ppo_clamp_only_slip_is_named(capsys) -> None:
+    """clip(r)·Â without the min with r·Â is named as such, not as "max() instead of min()"."""
+
+    def clamp_only(logp, old_logp, advantages, mask, clip_low, clip_high):
+        ratio = torch.exp(logp - old_logp)
+        return -_masked_mean(ratio.clamp(1 - clip_low, 1 + clip_high) * advantages, mask)
+
+    assert exercises.check_ppo_clip_impl(clamp_only) is False
+    out = capsys.readouterr().out
+    assert "the clipped term alone" in out and "max()" not in out, out
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def _item_then_tensor(fn):
+    """A learner's loss through .item() and back into a new tensor: the right value, no graph."""
+
+    def wrapped(*args, **kwargs):
+        return torch.tensor(fn(*args, **kwargs).tolist())
+
+    return wrapped
+
+
+def _detached(fn):
+    def wrapped(*args, **kwargs):
+        return fn(*args, **kwargs).detach()
+
+    return wrapped
+
+
+def _under_no_grad(fn):
+    def wrapped(*args, **kwargs):
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def dft_ok(logp, mask):
+    sel = mask > 0
+    return -(logp[sel].exp().detach() * logp[sel]).mean()
+
+
+def k3_ok(logp, ref_logp, mask):
+    sel = mask > 0
+    delta = ref_logp[sel] - logp[sel]
+    return (delta.exp() - 1 - delta).mean()
+
+
+# Every implement-it checker of a loss (or of the log-probabilities a loss is built from), with a right function.
+DIFFERENTIABLE = [
+    (exercises.check_token_logprobs_impl, token_logprobs_ok),
+    (exercises.check_sft_loss_impl, sft_ok),
+    (exercises.check_pg_loss_impl, pg_ok),
+    (exercises.check_ppo_clip_impl, ppo_ok),
+    (exercises.check_psft_loss_impl, psft_ok),
+    (exercises_late.check_dft_loss_impl, dft_ok),
+    (exercises_late.check_k3_kl_impl, k3_ok),
+]
+
+
+@pytest.mark.parametrize("cut", [_detached, _item_then_tensor, _under_no_grad], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("checker, right", DIFFERENTIABLE, ids=[c.__name__ for c, _ in DIFFERENTIABLE])
+def test_each_implement_it_checker_rejects_a_detached_loss(capsys, checker, right, cut) -> None:
+    assert checker(right) is True
+    capsys.readouterr()
+    assert checker(cut(right)) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet") and "has no gradient: it is detached from the inputs" in out, out
+
+
+def test_a_loss_returned_as_a_python_number_is_detached(capsys) -> None:
+    assert exercises.check_sft_loss_impl(lambda logp, mask, agg: sft_ok(logp, mask, agg).item()) is False
+    assert "has no gradient" in capsys.readouterr().out
+    assert exercises_late.check_dft_loss_impl(lambda lp, m: dft_ok(lp, m).item()) is False
+    assert "has no gradient" in capsys.readouterr().out
+
+
+def test_right_value_wrong_gradient_is_named_as_such(capsys) -> None:
+    """A stop-gradient the checker has no model for: the value passes, the gradient is named as the problem."""
+
+    def half_gradient(logp, mask, agg):
+        value = sft_ok(logp, mask, agg)
+        return value / 2 + value.detach() / 2
+
+    assert exercises.check_sft_loss_impl(half_gradient) is False
+    out = capsys.readouterr().out
+    assert "gives the right value but the wrong gradient with respect to logp" in out, out
+
+    def k3_half(logp, ref_logp, mask):
+        value = k3_ok(logp, ref_logp, mask)
+        return value / 2 + value.detach() / 2
+
+    assert exercises_late.check_k3_kl_impl(k3_half) is False
+    assert "the value is right but the gradient is not" in capsys.readouterr().out
+
+
+def test_a_nan_gradient_at_padding_is_reported(capsys) -> None:
+    """where() after exp(): a finite, right value whose gradient is NaN at the -inf padding."""
+
+    def k3_where_late(logp, ref_logp, mask):
+        delta = ref_logp - logp
+        terms = torch.where(mask > 0, delta.exp() - 1 - delta, torch.zeros_like(delta))
+        return terms.sum() / mask.sum()
+
+    assert exercises_late.check_k3_kl_impl(k3_where_late) is False
+    out = capsys.readouterr().out
+    assert "padding" in out and "gradient holds NaN" in out, out
+
+
+def test_ratios_on_a_kink_are_compared_in_value_only(capsys) -> None:
+    """min(r, 1+ε) with a constant bound gives half the slope exactly at r = 1+ε: a kink, where either slope is
+    right, so the edge case with ratios on the bounds does not compare gradients."""
+
+    def psft_constant_bound(logp, old_logp, mask, clip):
+        ratio = torch.exp(logp - old_logp)
+        return -_masked_mean(torch.minimum(ratio, torch.full_like(ratio, 1 + clip)), mask)
+
+    assert exercises.check_psft_loss_impl(psft_constant_bound) is True
+    assert "in value and gradient" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- every mistake model is exercised
+
+MODELS = [
+    (module, name, index)
+    for module in (exercises_impl, exercises_late)
+    for name, models in module.MISTAKE_MODELS.items()
+    for index in range(len(models()))
+]
+
+
+@pytest.mark.parametrize(
+    "module, name, index", MODELS, ids=[f"{name}-{i}" for _, name, i in MODELS]
+)
+def test_each_mistake_model_is_named_by_its_checker(capsys, module, name, index) -> None:
+    message, wrong = module.MISTAKE_MODELS[name]()[index]
+    assert getattr(module, name)(wrong) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet: " + message), out
+
+
+def test_every_implement_it_checker_lists_its_mistake_models() -> None:
+    generic = {n for n in dir(exercises_impl) if n.startswith("check_") and n.endswith("_impl")}
+    assert set(exercises_impl.MISTAKE_MODELS) == generic
+    assert "check_exact_kl_impl" in exercises_late.MISTAKE_MODELS
+
+
+def test_a_broken_mistake_model_is_not_skipped() -> None:
+    """A mistake model that cannot be called the way the reference is raises, instead of being passed over."""
+
+    def cases():
+        return [("x", {"x": torch.tensor([1.0, 2.0])})]
+
+    def reference(x):
+        return x.sum()
+
+    with pytest.raises(TypeError):
+        exercises.check_implementation(lambda x: -x.sum(), reference, cases, "total",
+                                       mistakes=[("sign", lambda y: -y.sum())])
+
+
+def test_a_mistake_must_fit_every_case(capsys) -> None:
+    """A model that fits only the first failing case is not named; the one that fits every case is."""
+
+    def cases():
+        return [("a", {"x": torch.tensor([1.0, 2.0])}), ("b", {"x": torch.tensor([-1.0, 3.0])})]
+
+    def reference(x):
+        return x.sum()
+
+    def abs_sum(x):
+        return x.abs().sum()
+
+    mistakes = [("doubled", lambda x: 2 * x.sum()), ("absolute values", abs_sum)]
+    assert exercises.check_implementation(lambda x: x.abs().sum() * 1.0, reference, cases, "total",
+                                          mistakes=mistakes) is False
+    assert "absolute values" in capsys.readouterr().out
+    assert exercises.check_implementation(lambda x: x.sum() + x.numel() * 1.5, reference, cases, "total",
+                                          mistakes=mistakes) is False
+    out = capsys.readouterr().out
+    assert "doubled" not in out and "absolute" not in out and "on a, total gives" in out, out

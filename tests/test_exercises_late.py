@@ -1,5 +1,6 @@
-"""The notebook 07/08 checkers of psft_edu.exercises_late: None when unattempted, True for a right
-implementation, False with the first mistake named for the usual wrong ones."""
+"""The notebook 06-08 checkers of psft_edu.exercises_late: None when unattempted, True for a right
+implementation, False with the first mistake named for the usual wrong ones (each one it recognises is fed to it
+here)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from psft_edu import rl
 
 
 def _checkers():
-    return {n: f for n, f in inspect.getmembers(ex, inspect.isfunction) if n.startswith("check_")}
+    return {
+        n: f
+        for n, f in inspect.getmembers(ex, inspect.isfunction)
+        if n.startswith("check_") and f.__module__ == ex.__name__
+    }
 
 
 @pytest.mark.parametrize("name", sorted(_checkers()))
@@ -50,6 +55,9 @@ def good_advantages(rewards, group_size, delta=1e-6):
             "G - 1",
         ),
         (lambda r, g: (r - r.mean()) / (r.std(unbiased=False) + 1e-6), "whole batch"),
+        (lambda r, g: (r - r.mean()) / (r.std() + 1e-6), "whole batch"),
+        (lambda r, g: good_advantages(r, g) + 0.5, "check the mean and σ of that group"),
+        (lambda r, g: "advantages", "returned str; return a tensor"),
         (lambda r, g: -good_advantages(r, g), "signs are flipped"),
         (lambda r, g: good_advantages(r, g).reshape(-1, g), "shape"),
         (lambda r, g: r.sub_(r.mean()), "in place"),
@@ -92,8 +100,11 @@ def good_dft(logp, mask):
         (lambda lp, m: -(lp.exp().detach() * lp * m).sum() / m.sum(), "NaN"),
         (lambda lp, m: -(lp.exp().detach() * lp).mean(), "every position"),
         (lambda lp, m: obj.dft_loss(lp, m, "seq-mean"), "seq-mean"),
-        (lambda lp, m: -(lp[m > 0].exp() * lp[m > 0]).mean().detach(), "differentiable"),
+        (lambda lp, m: -(lp[m > 0].exp() * lp[m > 0]).mean().detach(), "has no gradient"),
         (lambda lp, m: lp, "one number"),
+        (lambda lp, m: -(lp[m > 0]).mean() * 0 - (torch.exp(-lp[m > 0]) * lp[m > 0]).mean(), "1/p"),
+        (lambda lp, m: good_dft(lp, m) + 0.5 * (lp[m > 0] - lp[m > 0].detach()).mean(), "only log p should carry"),
+        (lambda lp, m: good_dft(lp, m) + 0.01, "check the weight p and the average"),
     ],
 )
 def test_dft_names_the_mistake(wrong, words, capsys) -> None:
@@ -128,7 +139,11 @@ def test_right_implementations_pass(checker, by_hand, package, capsys) -> None:
     ("wrong", "words"),
     [
         (lambda lp, rf, m: good_k3(rf, lp, m), "wrong sign"),
-        (lambda lp, rf, m: (rf - lp)[m > 0].mean(), "log-ratio"),
+        (lambda lp, rf, m: (rf - lp)[m > 0].mean(), "the mean of δ, the plain log-ratio"),
+        (lambda lp, rf, m: (lp - rf)[m > 0].mean(), "the mean of -δ, the plain log-ratio"),
+        (lambda lp, rf, m: (lambda d: (d.exp() - 1 - d).mean())(rf - lp), "every position"),
+        (lambda lp, rf, m: good_k3(lp, rf, m) + 0.01, "check exp(δ) - 1 - δ token by token"),
+        (lambda lp, rf, m: good_k3(lp, rf, m)[None].expand(2), "one number"),
         (lambda lp, rf, m: (lambda d: (d.exp() - 1 - d) * m)(rf - lp).sum() / m.sum(), "NaN"),
         (lambda lp, rf, m: obj.kl_to_reference(lp, rf, m, "seq-mean"), "seq-mean"),
     ],
