@@ -13,7 +13,9 @@ Three kinds of exercise:
   values and, for a loss or log-probabilities, the gradients, and names the first case where
   they disagree, and the likely mistake when it recognises one (a detached loss fails);
 * predict, then run: the learner writes a prediction before an experiment runs, and
-  :func:`check_prediction` compares it with what the experiment measured.
+  :func:`check_prediction` (the one checker of predictions, for every notebook) compares it
+  with what the experiment measured. Left at None, it shows the hint, and the measured value
+  folded away in the notebook's HTML view (see its docstring).
 
 The checkers live by notebook: :mod:`psft_edu.exercises_basics` (01-03),
 :mod:`psft_edu.exercises_clip` (04-05), :mod:`psft_edu.exercises_results` (06-08),

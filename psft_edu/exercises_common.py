@@ -4,6 +4,7 @@ generic checkers (:func:`check_implementation`, :func:`check_prediction`) every 
 from __future__ import annotations
 
 import functools
+import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -388,43 +389,99 @@ def check_implementation(
     return _report(True, f"{name} agrees with the package{checked} on all {len(cases)} cases, edge cases included.")
 
 
+# ---------------------------------------------------------------- predict, then run
+
+
+def _measured_text(measured: Any) -> str:
+    if isinstance(measured, bool) or type(measured).__name__ == "bool_":
+        return str(bool(measured))
+    if isinstance(measured, str):
+        return repr(measured)
+    value = _scalar(measured)
+    return f"{value:.4g}" if value is not None else repr(measured)
+
+
+def _folded_measurement(hint: str, measured: str, explanation: str) -> dict[str, str]:
+    """The not-attempted output of a predict-then-run cell: the hint in plain text (terminals, nbval's text view)
+    and, in HTML, the hint above the measurement folded in a closed ``<details>`` element."""
+    plain = "Not attempted yet. Hint: " + hint
+    body = f"The experiment gave {measured}." + (" " + explanation if explanation else "")
+    html_text = (
+        f"<p>{html.escape(plain, quote=False)}</p>\n"
+        "<details><summary>Measured value (open it after you have written your prediction)</summary>\n"
+        f"<p>{html.escape(body, quote=False)}</p>\n</details>"
+    )
+    return {"text/plain": plain, "text/html": html_text}
+
+
+def _show(output: dict[str, str]) -> None:
+    """Display ``output`` (MIME type -> text) as one rich output inside a Jupyter kernel; print its plain text
+    anywhere else (a script, a terminal IPython, the tests)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        print(output["text/plain"])
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        print(output["text/plain"])
+        return
+    display(output, raw=True)
+
+
 @checker
 def check_prediction(
     prediction: Any,
     measured: Any,
-    name: str,
+    name: str = "this question",
     tolerance: float | None = None,
     explanation: str = "",
     options: Sequence[str] | None = None,
 ) -> bool | None:
     """Compare a prediction written BEFORE an experiment with what the experiment measured.
 
-    ``measured`` is a number (then ``tolerance``, absolute, says how close counts as right), a string
-    choice (compared case-insensitively; ``options``, when given, are the answers allowed), or a
-    boolean. Returns None when ``prediction`` is None.
+    ``measured`` is a number (then ``tolerance``, absolute, says how close counts as right; exact by default), a
+    string choice (compared case-insensitively; ``options``, when given, are the answers allowed, and ``measured``
+    must be one of them: ``ValueError`` otherwise, a mistake of the notebook), or a boolean. ``explanation`` follows
+    the measured value.
+
+    Not attempted (``prediction`` is None): returns None and shows the hint. In a Jupyter kernel the output is one
+    display with two forms. Its HTML form (what Jupyter, Colab and the course site render) holds the hint and,
+    below it, the measured value and the explanation inside a closed ``<details>`` element ("Measured value (open
+    it after you have written your prediction)"): a reader of the committed notebook or of the site can open it, a
+    learner who runs the cell first sees a closed fold. Its plain-text form (terminals, nbval's text view) is the
+    hint alone and does not reveal the value. Outside a kernel only the plain text is printed. The cells carry
+    ``# NBVAL_CHECK_OUTPUT``, so nbval compares both forms: the value is printed with 4 significant digits and must
+    come from a deterministic experiment.
+
+    Attempted: prints "Correct: ..." or "Not yet: ..." with the prediction, the measured value and the
+    explanation, and returns True or False.
     """
+    name = name or "this question"
     listed = ", ".join(repr(o) for o in options or ())
-    _attempt(
-        prediction,
-        f"write down your prediction for {name} before running the experiment"
-        + (f", one of {listed}." if options else "."),
-    )
-    if options is not None and (
-        not isinstance(prediction, str) or prediction.strip().lower() not in [o.lower() for o in options]
-    ):
+    allowed = [o.strip().lower() for o in options or ()]
+    if options is not None and isinstance(measured, str) and measured.strip().lower() not in allowed:
+        raise ValueError(f"the outcome {measured!r} is not one of the options {list(options)}")
+    shown = _measured_text(measured)
+    if prediction is None:
+        hint = f"write down your prediction for {name} before running the experiment" + (
+            f", one of {listed}." if options else "."
+        )
+        _show(_folded_measurement(hint, shown, explanation))
+        return None
+    if options is not None and (not isinstance(prediction, str) or prediction.strip().lower() not in allowed):
         return _report(False, f"answer with one of {listed} (you wrote {prediction!r}).")
     if isinstance(measured, bool) or type(measured).__name__ == "bool_":
         if type(prediction).__name__ not in ("bool", "bool_"):
             return _report(False, f"predict True or False for {name}.")
         ok = bool(prediction) == bool(measured)
-        shown = str(bool(measured))
     elif isinstance(measured, str):
         ok = str(prediction).strip().lower() == measured.strip().lower()
-        shown = repr(measured)
     else:
         value = _one_scalar(prediction)
         tol = 1e-6 if tolerance is None else tolerance
         ok = abs(value - float(measured)) <= tol
-        shown = f"{float(measured):.4g} (within ±{tol:g} counts)"
+        shown = f"{shown} (within ±{tol:g} counts)"
     lead = f"you predicted {prediction!r}; the experiment gave {shown}."
     return _report(ok, lead + (" " + explanation if explanation else ""))

@@ -1,4 +1,5 @@
-"""Checkers for the "implement it" and "predict, then run" exercises of notebooks 06, 07 and 08.
+"""Checkers for the "implement it" exercises of notebooks 06, 07 and 08 (their "predict, then run" questions use
+:func:`psft_edu.exercises.check_prediction`, the one checker of predictions).
 
 Every ``check_*`` function prints one message and returns:
 
@@ -23,7 +24,6 @@ from typing import Any
 import torch
 
 from .exercises_common import _attempt, _not_attempted, _report, check_implementation, checker, detached_message
-from .exercises_common import check_prediction as _check_prediction
 
 ATOL = 1e-4
 RETURNED_NONE = "your function returned None: return the loss as a 0-d tensor."
@@ -40,19 +40,7 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
         return None
 
 
-# ---------------------------------------------------------------- predict, then run (07 and 08)
-
-
-def check_prediction(prediction: Any, outcome: str, options: Sequence[str], why: str = "") -> bool | None:
-    """A learner's ``prediction`` (one of ``options``) against the ``outcome`` a cell just computed:
-    :func:`psft_edu.exercises_common.check_prediction` with the allowed answers listed.
-
-    The outcome is shown only once a prediction is made, so running the cell first gives nothing away;
-    ``why`` follows the verdict.
-    """
-    if outcome not in options:
-        raise ValueError(f"the outcome {outcome!r} is not one of the options {list(options)}")
-    return _check_prediction(prediction, outcome, "this question", explanation=why, options=options)
+# ---------------------------------------------------------------- reading a curve (08)
 
 
 def trend(values: Sequence[float]) -> str:

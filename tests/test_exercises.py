@@ -1,13 +1,13 @@
 """The 'implement it' and 'predict, then run' checkers: a right answer passes, a typical mistake is named,
-an unattempted exercise (None) prints so and returns None; losses are checked in gradient too, and every mistake
-model is named by its own checker."""
+an unattempted exercise (None) prints so and returns None; losses are checked in gradient too, every mistake
+model is named by its own checker, and an unattempted prediction folds the measured value away."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from psft_edu import exercises, exercises_impl, exercises_late
+from psft_edu import exercises, exercises_common, exercises_impl, exercises_late
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -127,19 +127,6 @@ def test_generic_check_implementation_catches_edge_cases(capsys) -> None:
     assert exercises.check_implementation(lambda x: x.log(), reference, cases, "safe_log") is False
     assert "x with a zero" in capsys.readouterr().out
     assert exercises.check_implementation(None, reference, cases, "safe_log") is None
-
-
-def test_check_prediction(capsys) -> None:
-    assert exercises.check_prediction(0.5, 0.52, "p", tolerance=0.05) is True
-    assert exercises.check_prediction(0.2, 0.52, "p", tolerance=0.05) is False
-    assert "0.52" in capsys.readouterr().out
-    assert exercises.check_prediction("Same", "same", "fixed point") is True
-    assert exercises.check_prediction("different", "same", "fixed point") is False
-    assert exercises.check_prediction(True, False, "flag") is False
-    assert exercises.check_prediction("yes", True, "flag") is False
-    capsys.readouterr()
-    assert exercises.check_prediction(None, 1.0, "p") is None
-    assert "not attempted" in capsys.readouterr().out.lower()
 
 
 def test_recall_checkers_return_none_when_unattempted(capsys) -> None:
@@ -334,3 +321,92 @@ def test_a_mistake_must_fit_every_case(capsys) -> None:
                                           mistakes=mistakes) is False
     out = capsys.readouterr().out
     assert "doubled" not in out and "absolute" not in out and "on a, total gives" in out, out
+
+
+# ---------------------------------------------------------------- predict, then run: one checker
+
+
+def test_one_check_prediction() -> None:
+    assert exercises.check_prediction is exercises_common.check_prediction
+    assert not hasattr(exercises_late, "check_prediction")
+
+
+def test_prediction_not_attempted_prints_the_hint_without_the_value(capsys) -> None:
+    assert exercises.check_prediction(None, 0.6994, "the final pi", tolerance=0.05, explanation="The mix.") is None
+    out = capsys.readouterr().out
+    assert out.startswith("Not attempted yet. Hint:") and "the final pi" in out
+    assert "0.6994" not in out and "The mix." not in out
+
+
+def test_prediction_not_attempted_folds_the_value_in_html(monkeypatch) -> None:
+    """In a kernel: one output whose HTML shows the value inside a closed <details>, whose plain text does not."""
+    import IPython
+    import IPython.display
+
+    shown = []
+
+    class Kernel:
+        kernel = object()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Kernel())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    assert exercises.check_prediction(None, 0.69937, "the final pi", tolerance=0.05,
+                                      explanation="PSFT's fixed point is the mix (q < π).") is None
+    (output, raw), = shown
+    assert raw and set(output) == {"text/plain", "text/html"}
+    plain, page = output["text/plain"], output["text/html"]
+    assert plain.startswith("Not attempted yet. Hint:") and "0.6994" not in plain and "fixed point" not in plain
+    assert page.index("Not attempted yet") < page.index("<details>") < page.index("0.6994") < page.index("</details>")
+    assert "<details open" not in page and "<summary>Measured value (open it after" in page
+    assert "(q &lt; π)" in page  # the explanation is escaped
+    shown.clear()
+    exercises.check_prediction(None, "unchanged", "the rescaled advantages", options=["unchanged", "shifted"])
+    (output, _), = shown
+    assert "'unchanged', 'shifted'" in output["text/plain"] and "gave 'unchanged'" in output["text/html"]
+    assert "gave" not in output["text/plain"]
+
+
+def test_prediction_output_is_the_same_on_every_run(monkeypatch) -> None:
+    """The cells carry # NBVAL_CHECK_OUTPUT: the folded output depends on the value to 4 digits, nothing else."""
+    import IPython
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: type("K", (), {"kernel": None})())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    for measured in (0.699371, 0.699372, 0.7):
+        exercises.check_prediction(None, measured, "p", tolerance=0.05)
+    assert shown[0] == shown[1] != shown[2]
+
+
+def test_prediction_right_and_wrong(capsys) -> None:
+    assert exercises.check_prediction(0.7, 0.6994, "p", tolerance=0.05, explanation="The mix.") is True
+    out = capsys.readouterr().out
+    assert out.startswith("Correct: you predicted 0.7; the experiment gave 0.6994 (within ±0.05 counts). The mix.")
+    assert exercises.check_prediction(0.2, 0.52, "p", tolerance=0.05) is False
+    assert capsys.readouterr().out.startswith("Not yet: you predicted 0.2; the experiment gave 0.52")
+    assert exercises.check_prediction(3, 3, "steps", tolerance=0) is True
+    assert exercises.check_prediction("Same", "same", "fixed point") is True
+    assert exercises.check_prediction("different", "same", "fixed point") is False
+    assert exercises.check_prediction(True, False, "flag") is False
+    capsys.readouterr()
+    assert exercises.check_prediction("yes", True, "flag") is False
+    assert "predict True or False" in capsys.readouterr().out
+    assert exercises.check_prediction("a lot", 0.5, "p", tolerance=0.1) is False
+    assert "single number" in capsys.readouterr().out
+
+
+def test_prediction_with_options(capsys) -> None:
+    options = ["rises", "falls", "neither"]
+    assert exercises.check_prediction(None, "rises", "the curve", options=options) is None
+    assert "one of 'rises', 'falls', 'neither'" in capsys.readouterr().out
+    assert exercises.check_prediction("up", "rises", "the curve", options=options) is False
+    assert "answer with one of" in capsys.readouterr().out
+    assert exercises.check_prediction(" Rises", "rises", "the curve", options=options, explanation="K grows.") is True
+    assert capsys.readouterr().out.rstrip().endswith("K grows.")
+    assert exercises.check_prediction("falls", "rises", "the curve", options=options) is False
+    assert "the experiment gave 'rises'" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not one of the options"):
+        exercises.check_prediction("rises", "sideways", "the curve", options=options)
+    with pytest.raises(ValueError, match="not one of the options"):
+        exercises.check_prediction(None, "sideways", "the curve", options=options)

@@ -25,8 +25,7 @@ def _checkers():
 @pytest.mark.parametrize("name", sorted(_checkers()))
 def test_unattempted_returns_none_and_says_so(name, capsys) -> None:
     checker = _checkers()[name]
-    args = {"check_prediction": (None, "a", ["a", "b"])}.get(name, (None,))
-    assert checker(*args) is None
+    assert checker(None) is None
     out = capsys.readouterr().out
     assert "not attempted" in out.lower() and "correct" not in out.lower()
 
@@ -154,22 +153,7 @@ def test_k3_names_the_mistake(wrong, words, capsys) -> None:
     assert words in out, out
 
 
-# ---------------------------------------------------------------- predict, then run
-
-def test_prediction(capsys) -> None:
-    options = ["unchanged", "10 times larger"]
-    assert ex.check_prediction("unchanged", "unchanged", options, "why") is True
-    assert "why" in capsys.readouterr().out
-    assert ex.check_prediction(" Unchanged ", "unchanged", options) is True
-    assert ex.check_prediction("10 times larger", "unchanged", options) is False
-    assert ex.check_prediction("bigger", "unchanged", options) is False
-    assert "one of" in capsys.readouterr().out
-    unattempted = ex.check_prediction(None, "unchanged", options)
-    out = capsys.readouterr().out
-    assert unattempted is None and "unchanged'" not in out.split("Hint")[0]
-    with pytest.raises(ValueError, match="not one of"):
-        ex.check_prediction("a", "c", ["a", "b"])
-
+# ---------------------------------------------------------------- reading a curve
 
 def test_trend() -> None:
     assert ex.trend([0.3, 0.2, 0.1]) == "falls"
@@ -254,19 +238,3 @@ def test_a_template_that_still_returns_none_is_not_attempted(capsys) -> None:
 
     assert check_exact_kl_impl(template) is None
     assert "Not attempted" in capsys.readouterr().out
-
-
-def test_choice_predictions_share_the_generic_checker(capsys):
-    from psft_edu import exercises_common, exercises_late
-
-    options = ["rises", "falls", "neither"]
-    assert exercises_late.check_prediction(None, "rises", options) is None
-    assert "one of 'rises', 'falls', 'neither'" in capsys.readouterr().out
-    assert exercises_late.check_prediction("up", "rises", options) is False
-    assert "answer with one of" in capsys.readouterr().out
-    assert exercises_late.check_prediction(" Rises", "rises", options, why="K grows.") is True
-    assert capsys.readouterr().out.rstrip().endswith("K grows.")
-    assert exercises_late.check_prediction("falls", "rises", options) is False
-    assert exercises_common.check_prediction("falls", "rises", "x", options=options) is False
-    with pytest.raises(ValueError, match="not one of the options"):
-        exercises_late.check_prediction("rises", "sideways", options)
