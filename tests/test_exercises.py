@@ -1,13 +1,14 @@
 """The 'implement it' and 'predict, then run' checkers: a right answer passes, a typical mistake is named,
 an unattempted exercise (None) prints so and returns None; losses are checked in gradient too, every mistake
-model is named by its own checker, and an unattempted prediction folds the measured value away."""
+model is named by its own checker, and the PSFT loop checker runs a learner's loop against the Trainer."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from psft_edu import exercises, exercises_common, exercises_impl, exercises_late
+from psft_edu import exercises, exercises_clip, exercises_common, exercises_impl, exercises_late
+from psft_edu import objectives as obj
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -410,3 +411,102 @@ def test_prediction_with_options(capsys) -> None:
         exercises.check_prediction("rises", "sideways", "the curve", options=options)
     with pytest.raises(ValueError, match="not one of the options"):
         exercises.check_prediction(None, "sideways", "the curve", options=options)
+
+
+# ---------------------------------------------------------------- 05: the PSFT training loop
+
+
+def psft_loop_ok(model, minibatches, K, optimiser, logprobs, clip):
+    """The reference solution of notebook 05's loop exercise."""
+    for start in range(0, len(minibatches), K):
+        global_batch = minibatches[start : start + K]
+        with torch.no_grad():  # freeze the old policy on the whole global batch
+            frozen = [logprobs(model, mini) for mini in global_batch]
+        for mini, old_logp in zip(global_batch, frozen):  # K steps against it
+            loss, _ = obj.psft_loss(logprobs(model, mini), old_logp, mini.mask, clip)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+
+def psft_loop_refresh_every_step(model, minibatches, K, optimiser, logprobs, clip):
+    for mini in minibatches:
+        with torch.no_grad():
+            old_logp = logprobs(model, mini)
+        loss, _ = obj.psft_loss(logprobs(model, mini), old_logp, mini.mask, clip)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+def psft_loop_never_refresh(model, minibatches, K, optimiser, logprobs, clip):
+    with torch.no_grad():
+        frozen = [logprobs(model, mini) for mini in minibatches]
+    for mini, old_logp in zip(minibatches, frozen):
+        loss, _ = obj.psft_loss(logprobs(model, mini), old_logp, mini.mask, clip)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+def test_psft_loop_checker_passes_a_right_loop(capsys) -> None:
+    assert exercises.check_psft_loop(psft_loop_ok) is True
+    out = capsys.readouterr().out
+    assert "K = 1 and K = 8" in out and "bit for bit" in out, out
+
+
+def test_psft_loop_checker_fails_a_loop_that_refreshes_every_step(capsys) -> None:
+    """Right at K = 1 (a refresh before every step is what K = 1 means), named at K = 8."""
+    assert exercises.check_psft_loop(psft_loop_refresh_every_step) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet: with K = 8: the old policy is refreshed before every step"), out
+
+
+def test_psft_loop_checker_fails_a_loop_that_never_refreshes(capsys) -> None:
+    assert exercises.check_psft_loop(psft_loop_never_refresh) is False
+    out = capsys.readouterr().out
+    assert "never refreshed" in out, out
+
+
+@pytest.mark.parametrize("index", range(len(exercises_clip.LOOP_MISTAKES)))
+def test_each_loop_mistake_model_is_named(capsys, index) -> None:
+    message, wrong, _ = exercises_clip.LOOP_MISTAKES[index]
+    first_wrong_k = 8 if wrong is exercises_clip._loop_refresh_every_step else 1  # K = 1 refreshes every step
+    assert exercises.check_psft_loop(wrong) is False
+    assert capsys.readouterr().out == f"Not yet: with K = {first_wrong_k}: {message}.\n"
+
+
+def test_psft_loop_checker_other_answers(capsys) -> None:
+    assert exercises.check_psft_loop(None) is None
+    assert "Not attempted" in capsys.readouterr().out
+    assert exercises.check_psft_loop(3) is False
+    assert "pass the function itself" in capsys.readouterr().out
+    assert exercises.check_psft_loop(lambda *args: None) is False
+    assert "left the parameters where they started" in capsys.readouterr().out
+
+    def raises_at_k8(model, minibatches, K, optimiser, logprobs, clip):
+        if K == 8:  # the old log-probs keep their graph only here: the second step's backward needs stale weights
+            for start in range(0, len(minibatches), K):
+                group = minibatches[start : start + K]
+                frozen = [logprobs(model, mini) for mini in group]
+                for mini, old_logp in zip(group, frozen):
+                    loss, _ = obj.psft_loss(logprobs(model, mini), old_logp, mini.mask, clip)
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+        else:
+            psft_loop_ok(model, minibatches, K, optimiser, logprobs, clip)
+
+    assert exercises.check_psft_loop(raises_at_k8) is False
+    out = capsys.readouterr().out
+    assert "with K = 8 your loop raised RuntimeError" in out and "torch.no_grad()" in out, out
+
+
+def test_psft_loop_checker_keeps_the_random_state_and_thread_count() -> None:
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    exercises.check_psft_loop(psft_loop_ok)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
