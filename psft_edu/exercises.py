@@ -9,16 +9,20 @@ Three kinds of exercise:
 
 * recall: a number, a list or a boolean, compared with the value the checker computes;
 * implement it: the learner writes a function, and :func:`check_implementation` runs it
-  and the package's version on the same random tensors (edge cases included) and names
-  the first case where they disagree, and the likely mistake when it recognises one;
+  and the package's version on the same random tensors (edge cases included), compares the
+  values and, for a loss or log-probabilities, the gradients, and names the first case where
+  they disagree, and the likely mistake when it recognises one (a detached loss fails);
+  :func:`check_psft_loop` runs a whole PSFT training loop against the package's Trainer;
 * predict, then run: the learner writes a prediction before an experiment runs, and
-  :func:`check_prediction` compares it with what the experiment measured.
+  :func:`check_prediction` (the one checker of predictions, for every notebook) compares it
+  with what the experiment measured. Left at None, it shows the hint, and the measured value
+  folded away in the notebook's HTML view (see its docstring).
 
 The checkers live by notebook: :mod:`psft_edu.exercises_basics` (01-03),
-:mod:`psft_edu.exercises_clip` (04-05), :mod:`psft_edu.exercises_results` (06-08),
-:mod:`psft_edu.exercises_impl` (implement-it, 01-05 and 09) and
-:mod:`psft_edu.exercises_late` (06-09), on the shared machinery of
-:mod:`psft_edu.exercises_common`. Every checker of the first four is importable from here.
+:mod:`psft_edu.exercises_clip` (04-05, 05's training loop included), :mod:`psft_edu.exercises_results`
+(06-08), :mod:`psft_edu.exercises_impl` (implement-it, 01-05 and 09) and :mod:`psft_edu.exercises_late`
+(implement-it, 06-08), on the shared machinery of :mod:`psft_edu.exercises_common`. Every checker of the first
+four is importable from here.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .exercises_clip import (
     check_clipped_value,
     check_gradient_is_zero,
     check_psft_is_sft,
+    check_psft_loop,
     check_psft_weights,
     check_refresh_count,
 )
@@ -94,6 +99,7 @@ __all__ = [
     "check_ppo_clip_impl",
     "check_prediction",
     "check_psft_is_sft",
+    "check_psft_loop",
     "check_psft_loss_impl",
     "check_psft_weights",
     "check_ratio_stats_impl",

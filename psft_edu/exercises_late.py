@@ -1,4 +1,5 @@
-"""Checkers for the "implement it" and "predict, then run" exercises of notebooks 06, 07 and 08.
+"""Checkers for the "implement it" exercises of notebooks 06, 07 and 08 (their "predict, then run" questions use
+:func:`psft_edu.exercises.check_prediction`, the one checker of predictions).
 
 Every ``check_*`` function prints one message and returns:
 
@@ -10,8 +11,9 @@ Every ``check_*`` function prints one message and returns:
 
 The implementation checkers call the learner's function on several random tensors, edge cases
 included (a group whose rewards are all equal, padding that holds ``-inf``), and compare the result
-with the package's own function (:func:`psft_edu.rl.group_advantages`,
-:func:`psft_edu.objectives.dft_loss`, :func:`psft_edu.objectives.kl_to_reference`).
+with the package's own function (:func:`psft_edu.rl.group_advantages`, :func:`psft_edu.objectives.exact_kl`,
+:func:`psft_edu.objectives.dft_loss`, :func:`psft_edu.objectives.kl_to_reference`). The two losses (DFT and the
+k3 KL) are compared in value and in gradient with respect to ``logp``: a loss detached from ``logp`` fails.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from typing import Any
 
 import torch
 
-from .exercises_common import _attempt, _not_attempted, _report, checker
-from .exercises_common import check_prediction as _check_prediction
+from .exercises_common import _attempt, _not_attempted, _report, check_implementation, checker, detached_message
 
 ATOL = 1e-4
 RETURNED_NONE = "your function returned None: return the loss as a 0-d tensor."
@@ -39,19 +40,7 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
         return None
 
 
-# ---------------------------------------------------------------- predict, then run (07 and 08)
-
-
-def check_prediction(prediction: Any, outcome: str, options: Sequence[str], why: str = "") -> bool | None:
-    """A learner's ``prediction`` (one of ``options``) against the ``outcome`` a cell just computed:
-    :func:`psft_edu.exercises_common.check_prediction` with the allowed answers listed.
-
-    The outcome is shown only once a prediction is made, so running the cell first gives nothing away;
-    ``why`` follows the verdict.
-    """
-    if outcome not in options:
-        raise ValueError(f"the outcome {outcome!r} is not one of the options {list(options)}")
-    return _check_prediction(prediction, outcome, "this question", explanation=why, options=options)
+# ---------------------------------------------------------------- reading a curve (08)
 
 
 def trend(values: Sequence[float]) -> str:
@@ -152,7 +141,7 @@ def check_group_advantages_impl(fn: Callable | None) -> bool | None:
             return _report(False, f"on {name} your function changed the rewards in place; compute new tensors instead.")
         if got is None:
             return _report(
-                False, f"on {name} your function returned {type(got).__name__}; return a tensor (or a list)."
+                False, f"on {name} your function returned {type(raw).__name__}; return a tensor (or a list)."
             )
         if got.shape != rewards.shape:
             return _report(
@@ -199,24 +188,24 @@ def _token_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]
 def _leaf_grad(
     fn: Callable, logp: torch.Tensor, *args: torch.Tensor
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
-    """Call ``fn(leaf, *args)``; return (value, gradient in the leaf, error message or "")."""
+    """Call ``fn(leaf, *args)``; return (value, gradient in the leaf, error message or "").
+
+    A value without a gradient (a Python number, a detached tensor) comes back with the detached message."""
     leaf = logp.clone().requires_grad_(True)
     try:
-        value = fn(leaf, *args)
+        value = fn(leaf, *(a.clone() for a in args))
     except Exception as err:  # noqa: BLE001
         return None, None, f"your function raised {type(err).__name__}: {err}"
     if value is None:
         return None, None, RETURNED_NONE
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value)), None, detached_message("loss", "logp") + "."
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         return None, None, f"return one number as a 0-d tensor (got {type(value).__name__})."
-    if not value.requires_grad:
-        return (
-            value.detach().reshape(()),
-            None,
-            "the loss is not differentiable in logp: keep it a torch expression of logp.",
-        )
-    (grad,) = torch.autograd.grad(value.reshape(()), leaf, allow_unused=True)
-    return value.detach().reshape(()), grad if grad is not None else torch.zeros_like(logp), ""
+    grad = torch.autograd.grad(value.reshape(()), leaf, allow_unused=True)[0] if value.requires_grad else None
+    if grad is None:
+        return value.detach().reshape(()), None, detached_message("loss", "logp") + "."
+    return value.detach().reshape(()), grad, ""
 
 
 def _dft_mistake(value: torch.Tensor, grad: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor) -> str:
@@ -301,6 +290,7 @@ def check_dft_loss_impl(fn: Callable | None) -> bool | None:
 
 
 def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> str:
+    """Name the likely mistake behind a k3 estimate ``value`` that differs from the package's (raw inputs)."""
     from .objectives import kl_to_reference, masked_mean
 
     if not torch.isfinite(value):
@@ -310,15 +300,16 @@ def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask
         )
     sel = mask > 0
     delta = torch.where(sel, ref - logp, torch.zeros_like(logp))
+    raw = ref - logp  # every position, masked ones included
     candidates = [
         (
-            kl_to_reference(ref, logp, mask),
+            masked_mean(torch.exp(-delta) - 1 + delta, mask),
             "δ has the wrong sign: δ = log π_ref - log π_θ (the reference's minus the model's).",
         ),
         (masked_mean(delta, mask), "that is the mean of δ, the plain log-ratio estimate; k3 is exp(δ) - 1 - δ."),
         (masked_mean(-delta, mask), "that is the mean of -δ, the plain log-ratio estimate; k3 is exp(δ) - 1 - δ."),
         (
-            masked_mean(torch.exp(delta) - 1 - delta, torch.ones_like(mask)),
+            (torch.exp(raw) - 1 - raw).mean(),
             "you averaged over every position; average only over completion tokens (mask = 1).",
         ),
         (
@@ -329,7 +320,8 @@ def _k3_mistake(value: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor, mask
     for candidate, message in candidates:
         if _close(value, candidate):
             return message
-    expected = kl_to_reference(logp, ref, mask)
+    zero = torch.zeros_like(logp)
+    expected = kl_to_reference(torch.where(sel, logp, zero), torch.where(sel, ref, zero), mask)
     return (
         f"your estimate is {value.item():.5f}, the package's {expected.item():.5f}: check exp(δ) - 1 - δ token by "
         "token."
@@ -342,7 +334,7 @@ K3_HINT = "δ = ref_logp - logp on the completion tokens; average exp(δ) - 1 - 
 @checker
 def check_k3_kl_impl(fn: Callable | None) -> bool | None:
     r"""08: a learner's ``fn(logp, ref_logp, mask)`` against :func:`psft_edu.objectives.kl_to_reference` (token-mean
-    k3).
+    k3), in value and in gradient with respect to ``logp`` (SFT-KL trains on this term).
     """
     from .objectives import kl_to_reference
 
@@ -350,28 +342,38 @@ def check_k3_kl_impl(fn: Callable | None) -> bool | None:
     if not callable(fn):
         return _report(False, f"pass the function itself (e.g. my_k3_kl), not {type(fn).__name__}.")
     for number, (name, logp, ref, mask) in enumerate(_token_cases()):
-        try:
-            raw = fn(logp.clone(), ref.clone(), mask.clone())
-        except Exception as err:  # noqa: BLE001
-            return _report(False, f"on {name} your function raised {type(err).__name__}: {err}")
-        if raw is None and number == 0:
+        value, grad, error = _leaf_grad(fn, logp, ref, mask)
+        if error == RETURNED_NONE and number == 0:
             _not_attempted(None, "your function still returns None: " + K3_HINT)
             return None
-        got = None if raw is None else _as_tensor(raw)
-        if got is None or got.numel() != 1:
-            return _report(
-                False, f"on {name}: return one number (a 0-d tensor), got {got if got is None else tuple(got.shape)}."
-            )
-        got = got.reshape(())
+        if error and value is None:
+            return _report(False, f"on {name}: {error}")
         safe_logp = torch.where(mask > 0, logp, torch.zeros_like(logp))
         safe_ref = torch.where(mask > 0, ref, torch.zeros_like(ref))
-        expected = kl_to_reference(safe_logp, safe_ref, mask)
-        if not _close(got, expected):
-            return _report(False, f"on {name}: " + _k3_mistake(got, safe_logp, safe_ref, mask))
+        leaf = safe_logp.clone().requires_grad_(True)
+        expected = kl_to_reference(leaf, safe_ref, mask)
+        (expected_grad,) = torch.autograd.grad(expected, leaf)
+        if not _close(value, expected.detach()):
+            return _report(False, f"on {name}: " + _k3_mistake(value, logp, ref, mask))
+        if error:
+            return _report(False, f"on {name}: {error}")
+        if not torch.isfinite(grad).all():
+            return _report(
+                False,
+                f"on {name}: the value is right, but the gradient holds NaN: a masked position holds -inf, and "
+                "where() applied after exp() still sends 0 · NaN back. Select the completion tokens "
+                "(logp[mask > 0]) before computing δ.",
+            )
+        if not _close(grad, expected_grad):
+            return _report(
+                False,
+                f"on {name}: the value is right but the gradient is not: keep every term of exp(δ) - 1 - δ in the "
+                "graph (no .detach()); its slope in log π_θ is 1 - exp(δ).",
+            )
     return _report(
         True,
-        "your estimate matches objectives.kl_to_reference on every case: 0 when the two policies agree, "
-        "never negative, and blind to masked positions.",
+        "your estimate matches objectives.kl_to_reference on every case, in value and gradient: 0 when the two "
+        "policies agree, never negative, and blind to masked positions.",
     )
 
 
@@ -391,9 +393,7 @@ def _kl_cases() -> list[tuple[str, dict]]:
     ]
 
 
-def check_exact_kl_impl(fn: Callable | None) -> bool | None:
-    """Notebook 06: ``fn(logits, ref_logits)`` must return KL(softmax(logits) || softmax(ref_logits)) per position."""
-    from .exercises import check_implementation
+def _exact_kl_mistakes() -> list[tuple[str, Callable]]:
     from .objectives import exact_kl
 
     def swapped(logits, ref_logits):
@@ -407,7 +407,7 @@ def check_exact_kl_impl(fn: Callable | None) -> bool | None:
         p, q = logits.float().log_softmax(-1), ref_logits.float().log_softmax(-1)
         return (p - q).sum(-1)
 
-    mistakes = [
+    return [
         (
             "that is KL(base || model): the arguments of the KL are swapped; weight by the model's probabilities",
             swapped,
@@ -415,11 +415,25 @@ def check_exact_kl_impl(fn: Callable | None) -> bool | None:
         ("use log-probabilities in the difference, not probabilities", probs_not_logs),
         ("each term log p - log q must be weighted by p before summing over the vocabulary", one_term),
     ]
+
+
+def check_exact_kl_impl(fn: Callable | None) -> bool | None:
+    """Notebook 06: ``fn(logits, ref_logits)`` must return KL(softmax(logits) || softmax(ref_logits)) per position.
+
+    A measurement (the package's :func:`psft_edu.objectives.exact_kl` has no gradient), so values only.
+    """
+    from .objectives import exact_kl
+
     return check_implementation(
         fn,
         exact_kl,
         _kl_cases,
         "my_exact_kl",
-        mistakes,
+        _exact_kl_mistakes(),
         hint="log_softmax both, then (p.exp() * (log p - log q)).sum(-1)",
     )
+
+
+#: Checker name -> its mistake models (``(message, wrong implementation)`` pairs), for the checkers built on
+#: :func:`psft_edu.exercises_common.check_implementation`; the others name mistakes from the wrong output itself.
+MISTAKE_MODELS: dict[str, Callable[[], list[tuple[str, Callable]]]] = {"check_exact_kl_impl": _exact_kl_mistakes}
