@@ -4,6 +4,9 @@
 2. Our loop vs a minimal hand-written PyTorch loop, SFT, same model and data (goal >= 0.95x tokens/s).
 3. Our loop vs ``transformers.Trainer``, SFT, same model and data (goal >= 1.0x tokens/s).
 4. Peak extra memory of chunked vs naive log-prob + entropy at vocabulary 50257 (goal <= 0.5x).
+5. Runs side by side (:mod:`psft_edu.workers`): the same 4 short runs with 2 workers vs 1 (goal <= 0.6x
+   wall time on 2 cores), and how much each slows down while a busy process (``nice -n 19``, as a
+   learner's other work) shares the machine (goal for 2 workers: <= 1.3x).
 
 Logging extras (KL to the base model, evaluation) are switched off for all loops, so
 each row compares the same work.
@@ -172,6 +175,46 @@ def time_hf_trainer(preset: str, records, cfg_kwargs: dict, steps: int, device) 
     return times[-1] - times[0]
 
 
+def short_run(preset: str, seed: int, steps: int) -> float:
+    """One short SFT run of the benchmark's shape (in a worker); returns its seconds."""
+    started = time.perf_counter()
+    model, tok = load_model(preset, device="cpu")
+    cfg = TrainConfig(objective="sft", max_steps=steps, seed=seed, log_kl=False, log_mechanism=False,
+                      **get_preset(preset).bench.train_kwargs())
+    Trainer(model, tok, load_split("sft_train"), cfg, progress=False).train()
+    return time.perf_counter() - started
+
+
+def _hello() -> int:
+    return 1
+
+
+def time_workers(preset: str, steps: int, workers: int, runs: int = 4) -> float:
+    """Wall time of ``runs`` short runs in a pool of ``workers`` one-thread workers (started before the clock)."""
+    from .workers import Task, WorkerPool
+
+    with WorkerPool(workers, progress=False) as pool:
+        pool.run([Task(f"start {i}", _hello) for i in range(workers)])  # the workers are up and imported
+        started = time.perf_counter()
+        pool.run([Task(f"run {i}", short_run, {"preset": preset, "seed": i, "steps": steps}) for i in range(runs)])
+        return time.perf_counter() - started
+
+
+def time_scaling(preset: str, steps: int) -> dict[str, float]:
+    """:func:`time_workers` with 1 and 2 workers, alone and beside a busy process (``nice -n 19``)."""
+    import subprocess
+    import sys
+
+    out = {"alone_1": time_workers(preset, steps, 1), "alone_2": time_workers(preset, steps, 2)}
+    busy = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+    try:
+        out["busy_1"], out["busy_2"] = time_workers(preset, steps, 1), time_workers(preset, steps, 2)
+    finally:
+        busy.kill()
+        busy.wait()
+    return out
+
+
 def _memory_worker(mode: str, rows: int, vocab: int, queue) -> None:
     from . import objectives as obj
 
@@ -225,8 +268,9 @@ def run_bench(
     device: str | None = None,
     out: str | None = None,
     repeats: int = 3,
+    scaling: bool = True,
 ) -> dict:
-    """Run every measurement and print the table; returns it as a dict."""
+    """Run every measurement and print the table; returns it as a dict (``scaling=False`` skips row 5)."""
     dev = pick_device(device)
     p = get_preset(preset)
     budget = p.bench  # shapes and step count of this preset (presets.py)
@@ -276,6 +320,13 @@ def run_bench(
     )
     row("chunked / naive peak memory (V=50257)", chunk_mem / naive_mem, "<= 0.50", chunk_mem / naive_mem <= 0.5,
         f"{chunk_mem / 2**20:,.0f} MiB vs {naive_mem / 2**20:,.0f} MiB")
+    if scaling and dev.type == "cpu":
+        t = time_scaling(p.name, steps)
+        row("2 workers / 1 worker wall time (4 runs)", t["alone_2"] / t["alone_1"], "<= 0.60",
+            t["alone_2"] / t["alone_1"] <= 0.6, f"{t['alone_2']:.1f} s vs {t['alone_1']:.1f} s")
+        row("2 workers, busy / alone", t["busy_2"] / t["alone_2"], "<= 1.30", t["busy_2"] / t["alone_2"] <= 1.3,
+            f"{t['busy_2']:.1f} s vs {t['alone_2']:.1f} s (1 worker: {t['busy_1']:.1f} s vs {t['alone_1']:.1f} s)")
+        results["scaling_seconds"] = t
     results["sft_tokens_per_s"] = tokens / sft_s
     results["psft_tokens_per_s"] = tokens / psft_s
     if dev.type == "cuda":

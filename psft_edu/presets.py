@@ -25,7 +25,7 @@ class EvalProtocol:
 
     prompts: int = 64  # held-out prompts per family, drawn afresh for each seed (exact accuracy at every point)
     samples: int = 2  # own samples per in-domain prompt at every point (entropy, KL, answer style)
-    ood_prompts: int = 16  # of each out-of-domain family's prompts, those sampled at every point (entropy, KL)
+    ood_prompts: int = 8  # of each out-of-domain family's prompts, those sampled at every point (entropy, KL)
     final_samples: int = 8  # samples per prompt at the final point: sampled accuracy, pass@k, distinct answers
 
 
@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
             name="small", n_layer=4, n_head=4, n_embd=128, n_positions=64, vocab_size=None,
             pretrain_steps=4000, pretrain_batch=64, pretrain_lr=2e-3,
             compare=CompareSettings(
-                max_steps=160, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=16,
+                max_steps=160, global_batch=256, mini_batch=32, high_lr=1e-3, low_lr=1e-4, eval_every=20,
             ),
             long=CompareSettings(
                 max_steps=144, global_batch=128, mini_batch=16, high_lr=1e-3, low_lr=1e-4, eval_every=8,

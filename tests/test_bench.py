@@ -15,7 +15,7 @@ from psft_edu.train import TrainConfig, Trainer
 def test_bench_runs_every_measurement_at_tiny(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "peak_memory", lambda mode, rows=256, vocab=50257: {"naive": 4.0, "chunked": 1.0}[mode])
     result = bench.run_bench("tiny", steps=2, out=str(tmp_path / "bench.json"), repeats=1)
-    assert [r["measure"].split()[0] for r in result["rows"]] == ["PSFT", "ours", "ours", "chunked"]
+    assert [r["measure"].split()[0] for r in result["rows"]] == ["PSFT", "ours", "ours", "chunked", "2", "2"]
     assert all(math.isfinite(r["value"]) and r["value"] > 0 for r in result["rows"])
     assert (tmp_path / "bench.json").exists()
 
