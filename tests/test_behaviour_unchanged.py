@@ -32,8 +32,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _settings(settings):
+    from psft_edu.presets import EvalProtocol
+
+    protocol = EvalProtocol(prompts=PROMPTS, samples=SAMPLES, ood_prompts=1, final_samples=SAMPLES)
     return replace(settings, max_steps=STEPS, global_batch=GLOBAL, mini_batch=MINI, eval_every=STEPS,
-                   eval_prompts=PROMPTS, eval_samples=SAMPLES, seeds=(0,))
+                   eval=protocol, seeds=(0,))
 
 
 def _step_metrics(history: list[dict]) -> list[dict]:
@@ -54,7 +57,7 @@ def run_compare(tmp: Path) -> dict:
     from psft_edu import compare
 
     settings = _settings(compare.SETTINGS["tiny"])
-    summary = compare.compare("tiny", out=tmp / "compare", settings=settings, progress=False, long=False)
+    summary = compare.compare("tiny", out=tmp / "compare", settings=settings, progress=False, long=False, workers=1)
     return _finals(summary)
 
 
@@ -62,11 +65,11 @@ def run_sweep(tmp: Path) -> dict:
     from psft_edu import compare, sweep
 
     settings = _settings(compare.SETTINGS["tiny"])
-    neighbours = sweep.sweep("neighbours", "tiny", out=tmp / "sweep", progress=False, settings=settings)
+    neighbours = sweep.sweep("neighbours", "tiny", out=tmp / "sweep", progress=False, settings=settings, workers=1)
     clip = sweep.sweep("clip", "tiny", out=tmp / "sweep", progress=False, settings=settings,
-                       only=("psft_eps_0.1", "psft_no_clip"))
+                       only=("psft_eps_0.1", "psft_no_clip"), workers=1)
     refresh = sweep.sweep("refresh", "tiny", out=tmp / "sweep", progress=False, settings=settings,
-                          only=("psft_never_refreshed",))
+                          only=("psft_never_refreshed",), workers=1)
     return {"neighbours": _finals(neighbours), "clip": _finals(clip), "refresh": _finals(refresh)}
 
 
