@@ -181,13 +181,36 @@ def test_psft_training_refreshes_old_policy_and_lowers_nll(base, dataset, tmp_pa
         assert all(
             torch.isfinite(torch.tensor(h[k])) for k in ("loss", "nll", "clip_fraction", "ratio_mean", "ratio_max")
         )
-        assert 0.0 <= h["clip_fraction"] <= 1.0
+        assert 0.0 <= h["clip_fraction"] <= 1.0 and 0.0 <= h["unclippable"] <= 1.0
+        assert h["ratio_median"] <= h["ratio_p99"] <= h["ratio_max"]
+        assert "k3_old_new" not in h and "approx_kl" not in h  # no KL-named number that estimates no KL here
         if h["step"] in (1, 4):  # first step after a refresh: old policy == current policy
             assert h["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and h["clip_fraction"] == 0.0
+            assert h["ratio_median"] == h["ratio_p99"] == h["ratio_max"] == 1.0
         else:
             assert h["ratio_mean"] != pytest.approx(1.0, abs=1e-4)
     assert max(h["clip_fraction"] for h in logs) > 0  # lr 3e-3 moves tokens past 1 + 0.28
     assert completion_nll(trainer, batch) < nll_before
+
+
+def test_logged_ratio_max_is_the_largest_since_the_last_log(base, dataset, tmp_path):
+    """Logging every 3 steps: ratio_max is the largest of the 3 steps, the other statistics their mean."""
+    model, tok = base
+    logs = {}
+    for every in (1, 3):
+        trainer = PSFTTrainer(
+            copy.deepcopy(model), config(tmp_path, max_steps=6, logging_steps=every), train_dataset=dataset,
+            processing_class=tok, refresh_every=3,
+        )
+        trainer.train()
+        logs[every] = [h for h in trainer.state.log_history if "ratio_max" in h]
+    assert [h["step"] for h in logs[3]] == [3, 6]
+    for h in logs[3]:
+        window = [g for g in logs[1] if h["step"] - 3 < g["step"] <= h["step"]]
+        assert h["ratio_max"] == pytest.approx(max(g["ratio_max"] for g in window), rel=1e-6)
+        assert h["ratio_max"] > sum(g["ratio_max"] for g in window) / 3  # not the mean of the maxima
+        for key in ("ratio_median", "ratio_p99", "clip_fraction"):
+            assert h[key] == pytest.approx(sum(g[key] for g in window) / 3, rel=1e-6)
 
 
 def test_old_policy_refresh_restarts_with_each_epoch(base, dataset, tmp_path):
