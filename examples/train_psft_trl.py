@@ -66,7 +66,7 @@ class Args:
     lora_alpha: int = arg(32, "LoRA scaling numerator (the update is scaled by alpha / r)")
     lora_dropout: float = arg(0.0, "dropout on the LoRA input")
     precision: str = arg("auto", "auto (TRL's default: bf16 where supported), bf16 or fp32")
-    cpu: bool = arg(False, "train on the CPU even if a GPU is present")
+    cpu: bool = arg(False, "train on the CPU even if a GPU is present (without one the CPU is used anyway)")
     logging_steps: int = arg(10, "optimiser steps between logged statistics")
     save_steps: int = arg(0, "optimiser steps between checkpoints in <out>/checkpoints (0: only the final model)")
     seed: int = arg(0, "seed of the data order and of LoRA's initialisation")
@@ -189,6 +189,14 @@ def versions() -> dict[str, str]:
     return found
 
 
+def accelerated() -> bool:
+    """Whether torch sees a GPU (CUDA) or Apple's MPS."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps is not None and mps.is_available())
+
+
 def build_trainer(args: Args, out: Path):
     """The ``PSFTTrainer`` for ``args`` (model, data, SFTConfig, LoRA): the part to lift into your own script."""
     from datasets import Dataset
@@ -215,7 +223,7 @@ def build_trainer(args: Args, out: Path):
         assistant_only_loss=chat,  # messages: loss on the assistant turns; prompt/completion: on the completion
         chat_template_path=str(CHAT_TEMPLATE) if chat and not tokenizer.chat_template else None,
         **({} if args.precision == "auto" else {"bf16": args.precision == "bf16"}),
-        use_cpu=args.cpu,
+        use_cpu=args.cpu or not accelerated(),  # TRL's default bf16 is refused on a machine without one
         logging_steps=args.logging_steps,
         save_strategy="steps" if args.save_steps else "no",
         **({"save_steps": args.save_steps} if args.save_steps else {}),
