@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{options.per_device_batch} sequences per optimiser step, {options.steps} steps"),
         "data": options.data or "data/sft_train.jsonl",
         "seeds": options.seeds,
-        "summary": "percentiles over the stale steps (not the first step after a refresh) of all seeds pooled",
+        "summary": "percentiles over the stale steps (not the first step after a refresh) of all seeds pooled; "
+                   "nll_first / nll_last: the completion NLL of the first and the last step's mini-batch, per seed",
+        "command": " ".join(["python", "examples/measure_ranges.py", *(sys.argv[1:] if argv is None else argv)]),
         "versions": example.versions(),
     }
     (out / "ranges.json").write_text(json.dumps({"protocol": protocol, "rows": rows, "runs": runs}, indent=1) + "\n")
