@@ -235,7 +235,8 @@ def build_trainer(args: Args, out: Path):
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+                                 target_modules="all-linear", task_type="CAUSAL_LM",
+                                 fan_in_fan_out=model.config.model_type == "gpt2")  # GPT-2's Conv1D stores W^T
     return PSFTTrainer(
         model, config, train_dataset=Dataset.from_list(records), processing_class=tokenizer, peft_config=peft_config,
         objective=args.objective, clip=args.clip, refresh_every=args.refresh_every,
