@@ -272,6 +272,56 @@ def _psft_explorer_png(ratios: object, mask: object, epsilon: float, k_updates: 
     )
 
 
+def draw_psft_loop(ax, k: int = 8, mini_batch: int = 32, trl: bool = False):
+    """The PSFT training loop as a diagram on ``ax``: global batch, freeze, K steps, refresh; returns ``ax``.
+
+    One global batch of ``k * mini_batch`` sequences; one no-grad forward freezes the old policy's
+    log-probs for all of it; K optimiser steps, one per mini-batch, each against those frozen
+    log-probs (the first sees ratio 1); then the old policy is refreshed with the next global batch.
+    ``trl=True`` adds the names of the same quantities in TRL (``PSFTTrainer``/``SFTConfig``).
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 6.2)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, size=9):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="black", lw=0.8))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+
+    def arrow(start, end, **style):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1.0, color="black", **style))
+
+    # 1. the global batch: K stripes, one per mini-batch
+    shown = min(k, 8)
+    height = 3.2 / shown
+    for i in range(shown):
+        ax.add_patch(Rectangle((0.3, 1.2 + i * height), 1.8, height, fc="#dbe7f3", ec="#4c78a8", lw=0.8))
+    ax.text(1.2, 4.75, f"global batch\n{k} × {mini_batch} = {k * mini_batch} sequences", ha="center", fontsize=9)
+    ax.text(1.2, 0.75, f"{k} mini-batches", ha="center", fontsize=8, color="#4c78a8")
+    # 2. freeze the old policy
+    box(3.0, 2.2, 2.5, 1.6, "1. freeze π_old\none no-grad forward:\nlog π_old(a_t | s_t)\nfor every token", "#fde9c8")
+    arrow((2.15, 3.0), (2.95, 3.0))
+    # 3. K optimiser steps against the frozen log-probs
+    labels = ["step 1\nr = 1", "step 2", "…", f"step {k}"] if k > 3 else [f"step {i + 1}" for i in range(k)]
+    labels[0] = "step 1\nr = 1"
+    width = 4.6 / len(labels)
+    for i, label in enumerate(labels):
+        box(6.3 + i * width, 2.4, width - 0.25, 1.2, label, "#d9f0d3" if label != "…" else "white", size=8)
+    ax.text(6.3 + 2.3, 4.05, f"2. {k} optimiser steps, one per mini-batch,\neach against the frozen log π_old:\n"
+            "r = π_θ / π_old,  loss = −mean min(r, clip(r, 1−ε, 1+ε))", ha="center", fontsize=8.5)
+    arrow((5.55, 3.0), (6.25, 3.0))
+    # 4. refresh: back to a new global batch
+    arrow((10.9, 2.35), (1.2, 1.15), connectionstyle="arc3,rad=-0.2")
+    ax.text(6.0, 0.55, "3. refresh: π_old ← π_θ, take the next global batch", ha="center", fontsize=9,
+            bbox={"fc": "white", "ec": "none", "pad": 1.5})
+    if trl:
+        ax.text(6.0, 5.55, f"TRL: refresh_every = K = {k};  mini-batch = per_device_train_batch_size × "
+                "gradient_accumulation_steps × processes", ha="center", fontsize=8.5, color="#444444")
+    return ax
+
+
 # ---------------------------------------------------------------- 06 comparison
 
 def draw_compare_curves(

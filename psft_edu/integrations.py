@@ -91,15 +91,21 @@ Caveats: a refresh happens every ``refresh_every`` optimiser steps counted from 
 start of each epoch (the last global batch of an epoch may be shorter); after
 resuming from a checkpoint the first refresh happens at the resumed step. Context
 and sequence parallelism shard batches inside ``training_step`` and are refused.
-The tests cover prompt/completion data with padding, gradient accumulation and
-two-process DDP on the CPU; packing, padding-free batches, PEFT, FSDP and DeepSpeed
-go through TRL's and accelerate's code unchanged but are not tested here.
+The tests (``tests/test_integrations.py``, ``tests/test_examples.py``) cover, on the CPU:
+prompt/completion data with padding, chat-format (``messages``) data with TRL's
+assistant-only loss, LoRA through PEFT, gradient accumulation and two-process DDP (gloo).
+Packing, padding-free batches, FSDP, DeepSpeed and multi-GPU NCCL runs go through TRL's
+and accelerate's code unchanged but are not tested here.
 
 Logged metrics (through TRL's metric log, averaged between logging steps): TRL's
 ``entropy``, ``mean_token_accuracy`` and ``num_tokens``, plus ``nll``; for PSFT
 ``clip_fraction`` (share of completion tokens whose ratio is past ``1 + clip``, i.e.
-with zero gradient), ``ratio_mean``, ``ratio_max`` and ``k3_old_new``; for SFT-KL
-``kl_to_ref``.
+with zero gradient of their own), ``ratio_mean``, the ratio quantiles ``ratio_median``,
+``ratio_p99`` and ``ratio_max`` (:func:`psft_edu.objectives.ratio_quantiles`; each the
+largest over processes, and ``ratio_max`` the largest since the last log) and
+``unclippable`` (share of tokens whose old probability is above ``1 / (1 + clip)``, which
+no ratio can push past the clip: :func:`psft_edu.objectives.unclippable`); for SFT-KL
+``kl_to_ref``. The logged ``loss`` of PSFT is ``-mean(min(r, clip(r)))``, near ``-1``.
 """
 
 from __future__ import annotations
@@ -119,6 +125,9 @@ from . import objectives
 
 OBJECTIVES = objectives.OBJECTIVES  # every registered objective
 OLD_LOGPROBS_KEY = "old_log_probs"
+# Logged PSFT statistics: token-weighted means over processes, and ratio quantiles (largest over processes).
+TOKEN_MEAN_STATS = ("clip_fraction", "ratio_mean", "unclippable")
+RATIO_QUANTILES = ("ratio_median", "ratio_p99", "ratio_max")
 
 
 class PSFTTrainer(SFTTrainer):
@@ -308,7 +317,11 @@ class PSFTTrainer(SFTTrainer):
         return loss
 
     def _record_metrics(self, mode: str, inputs: dict[str, Any], outputs: Any, stats: dict, has_tokens: bool) -> None:
-        """Token-weighted metrics summed over processes, appended to TRL's metric log."""
+        """Token-weighted metrics summed over processes, appended to TRL's metric log.
+
+        The ratio quantiles cannot be summed: each process's ``ratio_median``, ``ratio_p99`` and
+        ``ratio_max`` is gathered and the largest is kept (for the median and p99 an upper reading).
+        """
         gather = self.accelerator.gather
         mask = outputs.label_mask
         count = mask.sum().float()
@@ -321,10 +334,7 @@ class PSFTTrainer(SFTTrainer):
                 -(outputs.log_probs.detach() * mask).sum(),
                 outputs.entropy.detach().sum(),
                 outputs.is_top1.float().sum(),
-                *(
-                    stats[k].float().to(device) * weight if k in stats else zero
-                    for k in ("clip_fraction", "ratio_mean", "k3_old_new")
-                ),
+                *(stats[k].float().to(device) * weight if k in stats else zero for k in TOKEN_MEAN_STATS),
                 stats["kl_to_ref"].float().to(device) * weight if "kl_to_ref" in stats else zero,
             ]
         )
@@ -335,13 +345,14 @@ class PSFTTrainer(SFTTrainer):
         metrics["entropy"].append((totals[2] / n).item())
         metrics["mean_token_accuracy"].append((totals[3] / n).item())
         if "clip_fraction" in stats or (mode == "train" and self.spec.needs_old_logprobs):
-            ratio_max = stats["ratio_max"].float().to(device) if "ratio_max" in stats else zero
-            metrics["clip_fraction"].append((totals[4] / n).item())
-            metrics["ratio_mean"].append((totals[5] / n).item())
-            metrics["k3_old_new"].append((totals[6] / n).item())
-            metrics["ratio_max"].append(gather(ratio_max[None]).max().item())
+            for index, key in enumerate(TOKEN_MEAN_STATS, start=4):
+                metrics[key].append((totals[index] / n).item())
+            quantiles = torch.stack([stats[k].float().to(device) if k in stats else zero for k in RATIO_QUANTILES])
+            largest = gather(quantiles[None]).reshape(-1, len(RATIO_QUANTILES)).amax(0)
+            for key, value in zip(RATIO_QUANTILES, largest.tolist()):
+                metrics[key].append(value)
         if "kl_to_ref" in stats:
-            metrics["kl_to_ref"].append((totals[7] / n).item())
+            metrics["kl_to_ref"].append((totals[4 + len(TOKEN_MEAN_STATS)] / n).item())
 
         if mode == "train":
             if "attention_mask" in inputs:
@@ -350,3 +361,10 @@ class PSFTTrainer(SFTTrainer):
                 local_tokens = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
             self._total_train_tokens += gather(local_tokens[None]).sum().item() // self._tp_size
         metrics["num_tokens"] = [self._total_train_tokens]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, except that ``ratio_max`` is the largest since the last log, not the mean of the step maxima."""
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        if metrics.get("ratio_max"):
+            metrics["ratio_max"] = [max(metrics["ratio_max"])]
+        super().log(logs, start_time)

@@ -111,10 +111,20 @@ def test_k1_psft_gradient_equals_trl_sft_gradient(base, dataset, tmp_path):
     assert stats["clip_fraction"][-1] == 0.0
 
 
-def test_k1_psft_training_follows_trl_sft_training(base, dataset, tmp_path):
-    """End to end: with refresh_every=1, PSFT training takes SFT's steps (plain SGD; see below)."""
+@pytest.mark.parametrize(
+    "optimiser",
+    [dict(optim="sgd", learning_rate=0.3),
+     dict(optim="adamw_torch", learning_rate=3e-3, weight_decay=0.1, warmup_steps=2, max_grad_norm=1.0)],
+    ids=["sgd", "adamw"],
+)
+def test_k1_psft_training_follows_trl_sft_training(base, dataset, tmp_path, optimiser):
+    """End to end: with refresh_every=1, PSFT training takes SFT's steps, bit for bit, with SGD and with AdamW.
+
+    Without gradient accumulation the per-token gradient weights are the same floats: TRL's 1/num_items
+    and PSFT's share/count = 1/count, and at r = 1 the clipped objective's derivative is exactly -1.
+    """
     model, tok = base
-    args = dict(max_steps=4, optim="sgd", learning_rate=0.3)
+    args = dict(max_steps=4, **optimiser)
     trl_sft = SFTTrainer(
         model=copy.deepcopy(model), args=config(tmp_path, **args), train_dataset=dataset, processing_class=tok
     )
@@ -123,7 +133,8 @@ def test_k1_psft_training_follows_trl_sft_training(base, dataset, tmp_path):
     )
     trl_sft.train()
     psft.train()
-    assert (flat_params(psft.model) - flat_params(trl_sft.model)).abs().max().item() < 1e-6
+    assert (flat_params(trl_sft.model) - flat_params(model)).abs().max().item() > 1e-3
+    assert torch.equal(flat_params(psft.model), flat_params(trl_sft.model))
 
 
 @pytest.mark.parametrize("objective", ["sft", "dft"])
@@ -181,13 +192,36 @@ def test_psft_training_refreshes_old_policy_and_lowers_nll(base, dataset, tmp_pa
         assert all(
             torch.isfinite(torch.tensor(h[k])) for k in ("loss", "nll", "clip_fraction", "ratio_mean", "ratio_max")
         )
-        assert 0.0 <= h["clip_fraction"] <= 1.0
+        assert 0.0 <= h["clip_fraction"] <= 1.0 and 0.0 <= h["unclippable"] <= 1.0
+        assert h["ratio_median"] <= h["ratio_p99"] <= h["ratio_max"]
+        assert "k3_old_new" not in h and "approx_kl" not in h  # no KL-named number that estimates no KL here
         if h["step"] in (1, 4):  # first step after a refresh: old policy == current policy
             assert h["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and h["clip_fraction"] == 0.0
+            assert h["ratio_median"] == h["ratio_p99"] == h["ratio_max"] == 1.0
         else:
             assert h["ratio_mean"] != pytest.approx(1.0, abs=1e-4)
     assert max(h["clip_fraction"] for h in logs) > 0  # lr 3e-3 moves tokens past 1 + 0.28
     assert completion_nll(trainer, batch) < nll_before
+
+
+def test_logged_ratio_max_is_the_largest_since_the_last_log(base, dataset, tmp_path):
+    """Logging every 3 steps: ratio_max is the largest of the 3 steps, the other statistics their mean."""
+    model, tok = base
+    logs = {}
+    for every in (1, 3):
+        trainer = PSFTTrainer(
+            copy.deepcopy(model), config(tmp_path, max_steps=6, logging_steps=every), train_dataset=dataset,
+            processing_class=tok, refresh_every=3,
+        )
+        trainer.train()
+        logs[every] = [h for h in trainer.state.log_history if "ratio_max" in h]
+    assert [h["step"] for h in logs[3]] == [3, 6]
+    for h in logs[3]:
+        window = [g for g in logs[1] if h["step"] - 3 < g["step"] <= h["step"]]
+        assert h["ratio_max"] == pytest.approx(max(g["ratio_max"] for g in window), rel=1e-6)
+        assert h["ratio_max"] > sum(g["ratio_max"] for g in window) / 3  # not the mean of the maxima
+        for key in ("ratio_median", "ratio_p99", "clip_fraction"):
+            assert h[key] == pytest.approx(sum(g[key] for g in window) / 3, rel=1e-6)
 
 
 def test_old_policy_refresh_restarts_with_each_epoch(base, dataset, tmp_path):

@@ -32,6 +32,7 @@ def source_copy(dest: Path) -> Path:
     shutil.copytree(REPO / "psft_edu", dest / "psft_edu", ignore=junk)
     shutil.copytree(REPO / "data", dest / "data", ignore=junk)
     shutil.copytree(REPO / "notebooks" / "results", dest / "notebooks" / "results", ignore=junk)
+    shutil.copytree(REPO / "examples", dest / "examples", ignore=junk)
     return dest
 
 
@@ -97,6 +98,8 @@ def test_wheel_carries_the_course_data(installed) -> None:
         f"{shipped}pretrain.jsonl",
         f"{shipped}rl_hard.jsonl",
         "psft_edu/_course/notebooks/results/compare_small.json",
+        "psft_edu/_course/examples/train_psft_trl.py",
+        "psft_edu/_course/examples/chat_template.jinja",
     ]
     expected += [
         f"{shipped}checkpoints/{p}/{f}" for p in ("tiny", "small") for f in ("config.json", "model.safetensors")
