@@ -275,6 +275,91 @@ def save_compare_figures(summary: dict, out: str | Path) -> list[str]:
     return paths
 
 
+ARM_MARKERS = {"k8": "o", "k32": "s", "never": "X", "warmup": "^", "lowdrift": "D", "basestyle": "P"}
+ARM_LABELS = {"k8": "PSFT, K = 8", "k32": "PSFT, K = 32", "never": "PSFT, never refreshed",
+              "warmup": "SFT warm-up, then PSFT (K = 8)", "lowdrift": "low drift: lr 3e-5, 4x steps (K = 8)",
+              "basestyle": "teacher in the base's style (K = 8)"}
+
+
+def arm_of(name: str) -> str:
+    """The kind of a regime-map arm from its run name (``psft_k32_lr1e-03`` -> ``"k32"``)."""
+    return next((arm for arm in ARM_MARKERS if f"_{arm}_" in name), "k8")
+
+
+def plot_regime(summary: dict, axes=None):
+    """The regime map: for every PSFT arm, its paired difference from the matching SFT arm (PSFT − SFT, mean
+    and 95% interval over seeds) against what the clip did in it.
+
+    Columns: out-of-domain accuracy kept, in-domain accuracy gained, own-sample entropy. Rows: the share of
+    tokens PSFT clipped (mean over steps), and the drift per refresh (exact KL to the old policy at the last
+    step of a refresh). Marker: the arm; shade: the learning rate (darker is higher).
+    """
+    table = summary["regime"]
+    if axes is None:
+        axes = plt.subplots(2, 3, figsize=(13, 7), dpi=DPI)[1]
+    outcomes = (("ood_exact", "Δ out-of-domain accuracy (points)", 100), ("in_domain_exact",
+                "Δ in-domain accuracy (points)", 100), ("sample_entropy", "Δ own-sample entropy (nats)", 1))
+    mechanisms = (("clip_fraction", "share of tokens clipped (mean over steps)"),
+                  ("kl_old_end", "KL to the old policy at a refresh's end (nats)"))
+    for row, (mkey, mlabel) in zip(axes, mechanisms):
+        for ax, (okey, olabel, scale) in zip(row, outcomes):
+            for name, entry in table.items():
+                run, mech = summary["runs"][name], entry["mechanism"]
+                if mech is None or mkey not in mech:
+                    continue
+                d = entry["diff"][okey]  # SFT - PSFT per seed: flip the sign to read "PSFT - SFT"
+                y = -scale * d["mean"]
+                yerr = None if not d.get("ci95") else [[y + scale * d["ci95"][1]], [-scale * d["ci95"][0] - y]]
+                x = max(mech[mkey]["mean"], 1e-4)  # log axis: nothing clipped is drawn at 1e-4
+                ax.errorbar(x, y, yerr=yerr, fmt=ARM_MARKERS[arm_of(name)], color=_shade(run, summary), ms=6,
+                            capsize=2, label=ARM_LABELS[arm_of(name)])
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.set_xscale("log")
+            ax.margins(x=0.15, y=0.1)
+            ax.set_xlabel(mlabel, fontsize=FONT)
+            ax.set_ylabel(olabel, fontsize=FONT)
+            ax.tick_params(labelsize=FONT - 1)
+    axes[0][0].set_title("PSFT − SFT at a matched rate: above 0, PSFT has more", fontsize=FONT + 1, loc="left")
+    fig = axes[0][0].figure
+    fig.tight_layout()
+    figure_legend(fig, axes, ncol=3, fontsize=FONT)
+    return axes
+
+
+def plot_matched_progress(summary: dict, pairs: list[tuple[str, str]], axes=None):
+    """Learning vs forgetting along training for SFT/PSFT pairs: in-domain against out-of-domain exact accuracy
+    at every evaluation point (mean over seeds, bars: 95% intervals), one panel per pair, with the paired
+    frontier gap (:func:`psft_edu.results.frontier_gap`) in the title."""
+    from .results import frontier_gap
+
+    if axes is None:
+        axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), dpi=DPI, squeeze=False)[1][0]
+    for ax, (sft, psft) in zip(axes, pairs):
+        for name in (sft, psft):
+            run = summary["runs"][name]
+            ind, ood = run["curves"]["eval_in_domain_exact"], run["curves"]["eval_ood_exact"]
+            x, y = 100 * np.array(ind["mean"], dtype=float), 100 * np.array(ood["mean"], dtype=float)
+            err = {}
+            if ind.get("ci95") is not None:
+                err = {"xerr": 100 * np.abs(np.array(ind["ci95"], dtype=float).T - x / 100),
+                       "yerr": 100 * np.abs(np.array(ood["ci95"], dtype=float).T - y / 100)}
+            ax.errorbar(x, y, fmt="o" + _style(run, summary), color=_colour(run), ms=3, lw=1.2, capsize=0,
+                        elinewidth=0.6, label=f"{run_label(run)}{' (' + arm_of(name) + ')' if name == psft else ''}",
+                        **err)
+        gap = frontier_gap(summary["runs"][sft], summary["runs"][psft])
+        title = f"lr {summary['runs'][sft]['lr']:.0e}"
+        if gap is not None:
+            g = gap["gap"]
+            interval = f" [{100 * g['ci95'][0]:+.1f}, {100 * g['ci95'][1]:+.1f}]" if g.get("ci95") else ""
+            title += f": PSFT − SFT at matched progress {100 * g['mean']:+.1f}{interval}"
+        ax.set_title(title, fontsize=FONT)
+        ax.set_xlabel("in-domain accuracy (%)", fontsize=FONT)
+        ax.set_ylabel("out-of-domain accuracy (%)", fontsize=FONT)
+        ax.tick_params(labelsize=FONT - 1)
+        ax.legend(fontsize=FONT - 2, loc="lower left")
+    return axes
+
+
 def plot_clipped_surrogate(epsilon: float = PPO_CLIP, advantage: float = 1.0, ax=None, clip_high: float | None = None):
     """The PPO surrogate min(r·A, clip(r)·A) and its derivative in r, for one advantage sign."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]

@@ -158,6 +158,24 @@ def regime_pairs(summary: dict) -> list[tuple[str, str]]:
     return pairs
 
 
+def regime_markdown(summary: dict) -> str:
+    """The regime map as a Markdown table: per PSFT arm, PSFT − SFT (paired, 95% interval) and what the clip did."""
+    from .report import fmt
+
+    lines = ["| PSFT arm | SFT twin | Δ OOD (points) | Δ in-domain (points) | Δ entropy | clipped | ratio p99 | "
+             "KL to old at refresh end | PSFT/SFT distance from base |", "| --- |" + " --- |" * 8]
+    for name, entry in summary["regime"].items():
+        d, m, ms = entry["diff"], entry["mechanism"], entry["sft_mechanism"]
+        flip = {k: {**v, "mean": -v["mean"], "ci95": None if v["ci95"] is None else [-v["ci95"][1], -v["ci95"][0]]}
+                for k, v in d.items() if isinstance(v, dict) and "mean" in v}
+        ratio = m["base_distance"]["mean"] / ms["base_distance"]["mean"]
+        lines.append(f"| {name} | {entry['sft']} | {fmt(flip['ood_exact'], 100, 1)} | "
+                     f"{fmt(flip['in_domain_exact'], 100, 1)} | {fmt(flip['sample_entropy'], 1, 3)} | "
+                     f"{m['clip_fraction']['mean']:.3f} | {m['ratio_p99']['mean']:.3g} | "
+                     f"{m.get('kl_old_end', {'mean': float('nan')})['mean']:.3f} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
 def regime_table(summary: dict) -> dict:
     """Per PSFT arm: its paired difference from the matching SFT arm (SFT − PSFT, per seed) and the
     mechanism numbers of both, the rows of the regime map."""
