@@ -181,7 +181,7 @@ def report_lm_retention(
     """Perplexity on the held-out English text of the original model, the mid-trained base and every run.
 
     ``pairs(view)`` names the SFT/PSFT pairs whose per-seed differences are reported
-    (:func:`psft_edu.compare.pairings`).
+    (:func:`psft_edu.results.pairings`).
 
     Reads the final models the comparison saved under ``<out>/<view>/<run>_seed<k>/model``, adds
     ``summary["lm_retention"]`` (and ``summary["model"]``), rewrites ``summary.json`` and appends a
@@ -218,14 +218,15 @@ def report_lm_retention(
     report = out / "report.md"
     previous = report.read_text() if report.exists() else ""
     # The report's title names the base; say which model that base came from.
-    previous = previous.replace(f"`{base}` preset", f"`{spec}`, mid-trained on the task world", 1)
+    previous = previous.replace(f"`{summary['preset']}` preset", f"`{spec}`, mid-trained on the task world", 1)
     atomic_write_bytes(report, (previous + "\n".join(retention_lines(summary)) + "\n").encode())
     return retention
 
 
 def _stat(stat: dict) -> str:
-    low, high = stat["ci95"]
-    return f"{stat['mean']:.2f} [{low:.2f}, {high:.2f}]"
+    from .report import fmt
+
+    return fmt(stat)
 
 
 def retention_lines(summary: dict) -> list[str]:

@@ -56,10 +56,11 @@ SWITCHING = (0.1, 0.9)  # a teacher-style share strictly between these: the run 
 
 def _curve(per_seed: list[list[float]]) -> dict:
     columns = [describe(list(c)) for c in zip(*per_seed)]
-    out = {key: [c[key] for c in columns] for key in ("mean", "std", "ci95")}
-    if len(per_seed) < 2:
-        out["std"], out["ci95"] = None, None  # one seed: no spread to show
-    return out
+    if len(per_seed) < 2:  # one seed: no spread to show
+        return {"mean": [c["mean"] for c in columns], "std": None, "ci95": None}
+    nan = float("nan")  # a point undefined for some seed has no interval
+    return {"mean": [c["mean"] for c in columns], "std": [nan if c["std"] is None else c["std"] for c in columns],
+            "ci95": [c["ci95"] or [nan, nan] for c in columns]}
 
 
 def _per_family(finals: list[dict]) -> dict:

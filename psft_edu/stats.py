@@ -35,13 +35,15 @@ def describe(values: list[float]) -> dict:
     """``{mean, std, ci95: [low, high], per_seed}``.
 
     With a single value there is no spread to estimate: ``std`` and ``ci95`` are ``None`` (a
-    table then shows the value alone, and no finding may call it significant).
+    table then shows the value alone, and no finding may call it significant). The same holds when
+    a value is not finite (a measure undefined for some seed, such as the operand entropy of a model
+    that never writes an answer of the form a+b).
     """
     values = [float(v) for v in values]
     if not values:
         raise ValueError("describe() needs at least one value")
     mean = statistics.fmean(values)
-    if len(values) < 2:
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):  # NaN: undefined for some seed
         return {"mean": mean, "std": None, "ci95": None, "per_seed": values}
     std = statistics.stdev(values)
     half = t_quantile(len(values) - 1) * std / math.sqrt(len(values))

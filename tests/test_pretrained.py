@@ -18,6 +18,7 @@ from psft_edu import pretrained
 from psft_edu.compare import CompareSettings, compare
 from psft_edu.data import load_split
 from psft_edu.models import load_model
+from psft_edu.presets import EvalProtocol
 from psft_edu.pretrained import heldout_text, midtrain, perplexity
 
 # One torch thread: on a busy 2-core machine two threads were more than ten times slower here.
@@ -90,10 +91,11 @@ def test_midtrain_saves_a_dropout_free_base_and_reuses_it(hub_like_model, tmp_pa
 
 
 def test_compare_with_a_pretrained_model_reports_perplexity(hub_like_model, tmp_path):
-    settings = CompareSettings(2, 16, 8, 1e-3, 1e-4, 2, 2, 2, seeds=(0, 1))
+    settings = CompareSettings(max_steps=2, global_batch=16, mini_batch=8, high_lr=1e-3, low_lr=1e-4, eval_every=2,
+                               eval=EvalProtocol(prompts=2, samples=2, ood_prompts=1, final_samples=2), seeds=(0, 1))
     out = tmp_path / "compare"
     summary = compare("tiny", out=out, settings=settings, long=False, progress=False,
-                      model=str(hub_like_model), midtrain_steps=3)
+                      model=str(hub_like_model), midtrain_steps=3, workers=1)
     base = out / "base"
     assert (base / "midtrain.json").exists()
     retention = summary["lm_retention"]
