@@ -212,7 +212,8 @@ def run_views(
                               (view.tag, "base", seed), folder, key))
     done: dict[tuple, dict] = {}
     timing = {"phases": []}
-    with WorkerPool(workers, progress=progress) as pool:
+    hint = "run the same command with --resume to reuse them" if any(v.folder for v in views) else ""
+    with WorkerPool(workers, progress=progress, resume_hint=hint) as pool:
         _run_phases(phases, views, base, fingerprint, resume, pool, done, timing)
     out = {}
     for view in views:

@@ -88,8 +88,11 @@ class WorkerPool:
     """``workers`` processes with ``threads`` torch threads each, kept for several :meth:`run` calls
     (starting a worker costs a few seconds of imports). ``workers=1`` runs everything in this process."""
 
-    def __init__(self, workers: int | None = None, threads: int = 1, progress: bool = True) -> None:
+    def __init__(
+        self, workers: int | None = None, threads: int = 1, progress: bool = True, resume_hint: str = ""
+    ) -> None:
         self.workers, self.threads, self.progress = max(1, workers or usable_cores()), threads, progress
+        self.resume_hint = resume_hint  # appended to the message of an interrupt, e.g. "continue with --resume"
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> WorkerPool:
@@ -138,7 +141,8 @@ class WorkerPool:
                     self._run_in_pool(tasks, order, finished)
         except (KeyboardInterrupt, Interrupted):
             done = f"{len(seconds)} of {len(tasks)}"
-            raise Interrupted(f"interrupted after {done} runs; the finished runs are kept") from None
+            hint = f"; {self.resume_hint}" if self.resume_hint else ""
+            raise Interrupted(f"interrupted after {done} runs; the finished runs are kept{hint}") from None
         timing = {
             "seconds": round(time.perf_counter() - started, 1),
             "workers": self.workers,

@@ -71,3 +71,44 @@ def test_cli_refuses_no_workers(workers, tmp_path, capsys) -> None:
     assert main(["sweep", "--preset", "tiny", "--what", "clip", "--workers", str(workers),
                  "--out", str(tmp_path / "s")]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_every_worker_keeps_finished_runs_and_resume_finishes(tmp_path) -> None:
+    """A comparison with two workers, interrupted once a fine-tuning run has finished: exit code 130, a
+    message that says how to continue, the finished runs kept; `--resume` reuses them and completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "cmp"
+    script = (
+        "import sys; from dataclasses import replace; from psft_edu import compare; "
+        "from psft_edu.presets import EvalProtocol; from psft_edu.__main__ import main; "
+        "compare.SETTINGS['tiny'] = replace(compare.SETTINGS['tiny'], max_steps=8, eval_every=8, seeds=(0, 1), "
+        "eval=EvalProtocol(prompts=3, samples=1, ood_prompts=1, final_samples=2)); "
+        f"sys.exit(main(['compare', '--preset', 'tiny', '--no-long', '--workers', '2', '--out', {str(out)!r}] "
+        "+ sys.argv[1:]))"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, env=env, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    finished = lambda: [p for p in out.glob("main/*_lr*_seed*/result.json")]  # noqa: E731
+    while time.monotonic() < deadline and not finished():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "finished runs are kept" in err
+    kept = finished()
+    assert 1 <= len(kept) < 8 and not (out / "summary.json").exists()
+    again = subprocess.run([sys.executable, "-c", script, "--resume"], cwd=repo, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["timing"]["phases"][1]["reused"] >= len(kept)
