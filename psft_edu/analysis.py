@@ -129,16 +129,19 @@ def _completion_grid(ratio: object, mask: object, labels: list[list[str]], rows:
 # ---------------------------------------------------------------- 06 comparison summaries
 
 COMPARE_METRICS: dict[str, tuple[str, str]] = {
-    "token entropy on demonstrations (per step)": ("entropy", "token entropy (nats)"),
+    "in-domain accuracy (evaluations)": ("eval_in_domain_exact", "exact accuracy"),
+    "out-of-domain accuracy (evaluations)": ("eval_ood_exact", "exact accuracy"),
     "entropy of own samples (evaluations)": ("eval_sample_entropy", "token entropy (nats)"),
-    "out-of-domain accuracy (evaluations)": ("eval_ood_accuracy", "sampled accuracy"),
-    "in-domain accuracy (evaluations)": ("eval_in_domain_accuracy", "sampled accuracy"),
+    "entropy on the operand tokens (evaluations)": ("eval_operand_entropy", "token entropy (nats)"),
+    "answers in the teacher's format (evaluations)": ("eval_style_teacher", "share of answers"),
     "KL to the base on own samples, in-domain (evaluations)": ("eval_kl_in_domain", "exact KL per token (nats)"),
     "KL to the base on own samples, out-of-domain (evaluations)": ("eval_kl_ood", "exact KL per token (nats)"),
     "entropy of own samples, out-of-domain (evaluations)": ("eval_ood_sample_entropy", "token entropy (nats)"),
-    "clip fraction (per step)": ("clip_fraction", "share of tokens past 1 + ε"),
+    "token entropy on demonstrations (per step)": ("entropy", "token entropy (nats)"),
+    "share of tokens past 1 + ε (per step)": ("past_bound", "share of tokens"),
+    "largest ratio π / π_old (per step)": ("ratio_max", "ratio"),
+    "share of unclippable tokens (per step)": ("unclippable", "share of tokens"),
     "gradient norm (per step)": ("grad_norm", "gradient norm before clipping"),
-    "distinct valid answers (evaluations)": ("eval_distinct_valid", "distinct correct answers per prompt"),
 }
 
 
@@ -157,7 +160,8 @@ def compare_curve(summary: dict, run: str, key: str, smooth: int = 1):
     import numpy as np
 
     curve = summary["runs"][run]["curves"][key]
-    steps, mean, std = (np.asarray(curve[k], dtype=float) for k in ("step", "mean", "std"))
+    steps, mean = (np.asarray(curve[k], dtype=float) for k in ("step", "mean"))
+    std = np.zeros_like(mean) if curve.get("std") is None else np.asarray(curve["std"], dtype=float)  # one seed
     _, first = np.unique(steps, return_index=True)
     steps, mean, std = steps[first], mean[first], std[first]
     if smooth > 1 and len(mean) >= smooth:

@@ -332,7 +332,7 @@ def draw_compare_curves(
     Colours follow the objective (SFT red, PSFT blue); solid lines are the higher learning rate,
     dashed the lower one. Evaluation curves are drawn with markers (they have few points).
     """
-    from .plots import _colour, _style
+    from .plots import _shade, _style, run_label
 
     key, ylabel = COMPARE_METRICS[metric]
     chosen = list(summary["runs"]) if runs is None else list(runs)
@@ -340,10 +340,8 @@ def draw_compare_curves(
         run = summary["runs"][name]
         steps, mean, std = compare_curve(summary, name, key, 1 if key.startswith("eval_") else smooth)
         marker = "o" if key.startswith("eval_") else ""
-        ax.plot(
-            steps, mean, marker + _style(run, summary), color=_colour(run), label=f"{name} (lr {run['lr']:g})", ms=4
-        )
-        ax.fill_between(steps, mean - std, mean + std, color=_colour(run), alpha=0.15)
+        ax.plot(steps, mean, marker + _style(run, summary), color=_shade(run, summary), label=run_label(run), ms=4)
+        ax.fill_between(steps, mean - std, mean + std, color=_shade(run, summary), alpha=0.15)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
