@@ -18,7 +18,7 @@ except ImportError:  # Python 3.10
 
 # pip name -> conda-forge name, where they differ
 CONDA_NAMES = {"torch": "pytorch"}
-EXTRAS = ("test", "trl", "book")
+EXTRAS = ("test", "trl", "book", "lab")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,8 @@ def pyproject() -> dict:
 
 @pytest.fixture(scope="module")
 def environment() -> dict:
-    yaml = pytest.importorskip("yaml")  # PyYAML comes with jupyterlab (jupyter-events)
+    import yaml  # a dependency of the package (config files)
+
     return yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
 
 
