@@ -349,13 +349,18 @@ CACHE_CURVES = (
 )  # per-step curves kept by :func:`slim` (fmt: skip)
 
 
-def slim(summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6, step_intervals: bool = True) -> dict:
+def slim(
+    summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6, step_intervals: bool = True,
+    max_points: int | None = None,
+) -> dict:
     """A smaller copy of a summary for committing: only the per-step curves named in ``keep``.
 
     Evaluation curves (``eval_*``), finals, per-family finals, paired differences and samples
     stay (in the prolonged view ``long`` too); every float is rounded to ``digits`` significant
     digits (the notebooks print 3 or 4). ``step_intervals=False`` also drops the 95% intervals
-    of the per-step curves (with one seed there are none).
+    of the per-step curves (with one seed there are none). ``max_points`` thins every per-step curve
+    to at most about that many points, evenly spaced, the last step always kept (evaluation curves are
+    never thinned).
     """
 
     def rounded(x):
@@ -371,11 +376,26 @@ def slim(summary: dict, keep: tuple[str, ...] = CACHE_CURVES, digits: int = 6, s
     for view in (out, out.get("long", {})):
         for run in view.get("runs", {}).values():
             run["curves"] = {k: c for k, c in run["curves"].items() if k.startswith("eval_") or k in keep}
-            if not step_intervals:
-                for key, curve in run["curves"].items():
-                    if not key.startswith("eval_"):
-                        curve.pop("ci95", None)
+            for key, curve in run["curves"].items():
+                if key.startswith("eval_"):
+                    continue
+                if not step_intervals:
+                    curve.pop("ci95", None)
+                if max_points:
+                    _thin(curve, max_points)
     return rounded(out)
+
+
+def _thin(curve: dict, max_points: int) -> None:
+    """Keep every n-th entry of a per-step curve's lists (n chosen for about ``max_points``), the last one too."""
+    length = len(curve["step"])
+    stride = -(-length // max_points)
+    if stride <= 1:
+        return
+    index = sorted(set(range(0, length, stride)) | {length - 1})
+    for key, values in curve.items():
+        if isinstance(values, list) and len(values) == length:
+            curve[key] = [values[i] for i in index]
 
 
 def write_cache(summary: dict, path: str | Path) -> Path:

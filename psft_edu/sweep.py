@@ -162,7 +162,7 @@ def regime_markdown(summary: dict) -> str:
     """The regime map as a Markdown table: per PSFT arm, PSFT − SFT (paired, 95% interval) and what the clip did."""
     from .report import fmt
 
-    lines = ["| PSFT arm | SFT twin | Δ OOD (points) | Δ in-domain (points) | Δ entropy | clipped | ratio p99 | "
+    lines = ["| PSFT arm | SFT twin | PSFT − SFT: OOD (points) | in-domain (points) | entropy | clipped | ratio p99 | "
              "KL to old at refresh end | PSFT/SFT distance from base |", "| --- |" + " --- |" * 8]
     for name, entry in summary["regime"].items():
         d, m, ms = entry["diff"], entry["mechanism"], entry["sft_mechanism"]
@@ -211,11 +211,16 @@ def cache_path(what: str, preset: str = DEFAULT_PRESET) -> Path:
     return REPO_ROOT / "notebooks" / "results" / f"sweep_{preset}_{what}.json"
 
 
+CACHE_POINTS = 60  # per-step curves in a committed sweep cache are thinned to about this many points
+
+
 def write_cache(summary: dict, path: str | Path | None = None) -> Path:
-    """Slim a sweep's summary (:func:`slim`) and write it to ``path`` (default :func:`cache_path`)."""
+    """Slim a sweep's summary (:func:`slim`; per-step curves thinned to about :data:`CACHE_POINTS` points,
+    evaluation curves whole) and write it to ``path`` (default :func:`cache_path`)."""
     path = Path(path) if path else cache_path(summary["sweep"], summary["preset"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(slim(summary, step_intervals=False), indent=1) + "\n").encode())
+    small = slim(summary, digits=5, step_intervals=False, max_points=CACHE_POINTS)
+    atomic_write_bytes(path, (json.dumps(small, separators=(",", ":")) + "\n").encode())
     return path
 
 

@@ -278,3 +278,16 @@ def test_style_status_calls_a_mid_switch_run_switching() -> None:
     assert results.style_status({"style_teacher": stat(0.5)}, base) == "still switching"
     assert results.style_status({"style_teacher": stat(0.95)}, base) == "teacher style"
     assert results.style_status({"style_teacher": stat(0.0)}, base) == "base style"
+
+
+def test_slim_thins_step_curves_but_not_evaluations() -> None:
+    """``max_points`` keeps about that many evenly spaced per-step points, the last step among them, and leaves
+    evaluation curves whole."""
+    steps = list(range(1, 641))
+    run = {"curves": {"entropy": {"step": steps, "mean": [float(s) for s in steps], "std": [0.0] * 640},
+                      "eval_ood_exact": {"step": steps[::4], "mean": [0.5] * 160}}}
+    small = compare.slim({"runs": {"a": run}}, keep=("entropy",), max_points=60)
+    curve = small["runs"]["a"]["curves"]["entropy"]
+    assert 50 <= len(curve["step"]) <= 62 and curve["step"][-1] == 640 and curve["step"][0] == 1
+    assert curve["mean"] == [float(s) for s in curve["step"]] and len(curve["std"]) == len(curve["step"])
+    assert len(small["runs"]["a"]["curves"]["eval_ood_exact"]["step"]) == 160
