@@ -334,8 +334,12 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------- command line
 
 def _stamp(args: argparse.Namespace) -> None:
+    from .paths import IN_CHECKOUT, REPO_ROOT
+
     home = old = load_home()
     if args.repo or args.branch or args.install_source:
+        if not IN_CHECKOUT:
+            raise RuntimeError("--repo, --branch and --install-source change psft_edu/home.json: run them in a clone")
         repository = (args.repo or old.repository).rstrip("/").removesuffix(".git")
         branch = args.branch or (old.branch if not args.repo else "main")
         source = args.install_source or default_install_source(repository, branch)
@@ -347,8 +351,6 @@ def _stamp(args: argparse.Namespace) -> None:
     for path in notebooks:
         print(f"{path}: {'updated' if stamp_notebook(path, home) else 'up to date'}")
     if home != old:
-        from .paths import IN_CHECKOUT, REPO_ROOT
-
         texts = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))] if IN_CHECKOUT else []
         for path in repoint_texts([p for p in texts if p.is_file()], old, home):
             print(f"{path}: addresses updated")
