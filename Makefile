@@ -13,7 +13,11 @@ MODEL ?=
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.psft-edu-installed
-CHROMIUM ?= $(shell command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null)
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null || \
+                    command -v google-chrome 2>/dev/null)
+# make lab: extra flags for `jupyter lab` (e.g. ARGS="--port=8899 --no-browser"); as root, --allow-root is added.
+ARGS ?=
+USER_ID ?= $(shell id -u)
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PSFT_EDU_PRESET=tiny MPLBACKEND=Agg TQDM_DISABLE=1
 
 .PHONY: setup test test-unit test-notebooks test-browser compare lab bench data student book clean
@@ -23,7 +27,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PY) -m pip install --quiet -e ".[test,trl,book]"
+	$(PY) -m pip install --quiet -e ".[test,trl,book,lab]"
 	@touch $(STAMP)
 
 # The wheel, fresh-runtime and student-edition tests run in test-unit; the course-site test in test-browser.
@@ -38,9 +42,13 @@ test-notebooks: setup
 	  $(TEST_ENV) $(PY) -m pytest -q --nbval-lax -p no:randomly notebooks; \
 	else echo "no notebooks yet"; fi
 
+# Needs Chromium (or Chrome): $(CHROMIUM), else Debian's package is installed when running as root.
 test-browser: setup
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
-	$(TEST_ENV) $(PY) -m pytest -q -m browser tests
+	@if [ -z "$(CHROMIUM)" ]; then \
+	  if [ "$(USER_ID)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "no Chromium found: install it, or set CHROMIUM=/path/to/chromium" >&2; exit 1; fi; \
+	fi
+	$(TEST_ENV) $(if $(CHROMIUM),CHROMIUM=$(CHROMIUM)) $(PY) -m pytest -q -m browser tests
 
 # MODEL=hf:gpt2 (or a folder): a pretrained model as the base, mid-trained on the task world first.
 compare: setup
@@ -52,8 +60,9 @@ bench: setup
 data: setup
 	$(PY) -m psft_edu data
 
+# Jupyter refuses to run as root unless told to (containers, workshop servers are often root).
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(USER_ID)),--allow-root) $(ARGS) notebooks/
 
 # Workshop kit: student copies of the notebooks in student/ (solution cells removed, exercises kept).
 student: setup

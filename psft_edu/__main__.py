@@ -1,6 +1,8 @@
 """Command line: ``python -m psft_edu <command> --help``.
 
-Commands: data, pretrain, eval, train, compare, sweep, rl, rl-compare, bench.
+Commands: data, pretrain, eval, train, compare, sweep, rl, rl-compare, bench, notebooks; the course's own
+(stamp, student, book) are ``python -m psft_edu.course <command>``. Flag groups, ``--config FILE`` and
+``--version`` come from :mod:`psft_edu.flags`.
 
 Bad input (flags, data, run folders, checkpoints) stops before any training with one line on
 stderr and exit code 2; a failed run exits 1; Ctrl-C exits 130 and SIGTERM 143, both after
@@ -22,9 +24,10 @@ import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-from .config import SettingError, choices_of, problem_with
+from . import flags
+from .config import problem_with
+from .flags import FlagError, add_settings, flag, settings_from_args
 from .models import PRESETS, preset_name
 from .presets import DEFAULT_PRESET, PRESET_ENV
 
@@ -33,10 +36,6 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what schedulers expect after SIGTERM
 DEBUG_ENV = "PSFT_EDU_DEBUG"
-
-
-class FlagError(ValueError):
-    """A command-line value that cannot work; the message names the flag."""
 
 
 def load_model_for_run(spec: str | Path | None, device: str | None = None):
@@ -51,48 +50,6 @@ def load_model_for_run(spec: str | Path | None, device: str | None = None):
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(f"cannot load model {spec}: {first}") from None
-
-
-def flag(name: str) -> str:
-    """The command-line spelling of a settings field: ``max_steps`` -> ``--max-steps``."""
-    return "--" + name.replace("_", "-")
-
-
-_FIELD_TYPES = {"str": str, "int": int, "float": float, "int | None": int}
-
-
-def add_settings(parser: argparse.ArgumentParser, cls: type, from_preset: tuple[str, ...] = ()) -> None:
-    """One flag per command-line field of the settings dataclass ``cls``: type, default, help text and
-    choices are the field's own (:func:`psft_edu.config.setting`). Fields named in ``from_preset``
-    default to the preset's budget instead (filled in by the command)."""
-    for f in fields(cls):
-        if not f.metadata.get("cli", True):
-            continue
-        text, default = f.metadata["help"], f.default
-        if f.name in from_preset:
-            text, default = text + " (default: the preset's budget)", None
-        elif default is not None:
-            text += " (default: %(default)s)"
-        if f.type == "bool" and not default:
-            parser.add_argument(flag(f.name), action="store_true", help=f.metadata["help"])
-        elif f.type == "bool":  # on by default: --no-<name> turns it off
-            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=text)
-        else:
-            parser.add_argument(
-                flag(f.name), type=_FIELD_TYPES[f.type], default=default, choices=choices_of(f), help=text
-            )
-
-
-def settings_from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
-    """An instance of the settings dataclass ``cls`` from the parsed flags (plus ``extra`` fields); a value
-    the dataclass refuses becomes a :class:`FlagError` that names the flag."""
-    values = {
-        f.name: getattr(args, f.name) for f in fields(cls) if f.metadata.get("cli", True) and hasattr(args, f.name)
-    }
-    try:
-        return cls(**{**values, **extra})
-    except SettingError as err:
-        raise FlagError(err.spelled(flag)) from None
 
 
 def _require(condition: bool, message: str) -> None:
@@ -183,6 +140,11 @@ def cmd_eval(args) -> int:
 
     _check("--samples", args.samples)
     _check("--prompts", args.prompts)
+    if args.out is not None:
+        from .runs import check_writable_folder
+
+        _require(not Path(args.out).is_dir(), f"--out {args.out}: is a folder; eval writes one JSON file")
+        check_writable_folder(Path(args.out).absolute().parent, "--out")
     check_device(args.device)
     model, tokenizer = load_model_for_run(args.model or preset_name(args.preset), args.device)
     check_model_fits(model, tokenizer)
@@ -192,6 +154,13 @@ def cmd_eval(args) -> int:
     )
     for family, row in result.items():
         print(f"{family:9s} " + "  ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    if args.out:
+        from .data import atomic_write_bytes
+
+        table = {"model": str(args.model or preset_name(args.preset)), "prompts": args.prompts,
+                 "samples": args.samples, "seed": args.seed, "results": result}
+        atomic_write_bytes(Path(args.out), (json.dumps(table, indent=2) + "\n").encode())
+        print(f"saved {args.out}")
     return 0
 
 
@@ -417,7 +386,7 @@ def _add_train_command(sub) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the evaluations (always skipped with --data)")
     p.add_argument("--resume", action="store_true", help=_resume_help(RESUMABLE_SETTINGS))
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_train)
 
 
@@ -428,12 +397,12 @@ def _add_rl_commands(sub) -> None:
 
     p = sub.add_parser("rl", help="GRPO on the harder in-domain split, from a checkpoint")
     p.add_argument("--init", required=True, help="checkpoint folder (or preset) to start from")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="run folder: metrics, evaluations, checkpoint and final model")
     p.add_argument("--split", default="rl_hard", help="a shipped split or a JSONL file of prompts")
     add_settings(p, RLConfig)
     p.add_argument("--resume", action="store_true", help=_resume_help(RL_RESUMABLE_SETTINGS))
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_rl)
 
     p = sub.add_parser("rl-compare", help="GRPO from an SFT and a PSFT checkpoint with the same settings, side by side")
@@ -443,7 +412,7 @@ def _add_rl_commands(sub) -> None:
     p.add_argument(
         "--init", action="append", default=None, metavar="NAME=PATH", help="another start (repeatable), e.g. base=small"
     )
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder of the GRPO runs (one sub-folder each) and rl_compare.json")
     _preset_arg(p, "whose RL budget sets the defaults below")
     add_settings(p, RLConfig, from_preset=tuple(f.name for f in fields(RLBudget)))
     p.add_argument(
@@ -463,16 +432,21 @@ def _add_rl_commands(sub) -> None:
         "--workers", type=int, default=None,
         help="GRPO runs at once, each in its own process with one torch thread (default: the usable cores)",
     )
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_rl_compare)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .sweep import KINDS
+DEVICE_HELP = "cpu, cuda, cuda:1 or mps (default: CUDA if present, then MPS, then the CPU)"
+COURSE_COMMANDS = """the course's own commands (python -m psft_edu.course <command> --help):
+  stamp [--repo URL]       write the Open-in-Colab and set-up cells of every notebook from psft_edu/home.json
+  student [SRC] [OUT]      the student edition: solutions removed (make student)
+  book [SRC] [OUT]         the static course site (make book)
 
-    parser = argparse.ArgumentParser(prog="python -m psft_edu", description="Proximal SFT, from first principles.")
-    sub = parser.add_subparsers(dest="command", required=True)
+Bad input exits with 2, a failed run with 1, Ctrl-C with 130 and SIGTERM with 143."""
 
+
+def _add_model_commands(sub) -> None:
+    """``data``, ``pretrain`` and ``eval``."""
     p = sub.add_parser("data", help="(re)build data/ from the seeded generators")
     p.add_argument("--check", action="store_true", help="verify data/ against the generator instead of writing")
     p.set_defaults(func=cmd_data)
@@ -484,27 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the data order (default: 0)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's pretraining budget)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("eval", help="evaluate a model on every task family")
     _preset_arg(p)
     p.add_argument("--model", default=None, help="folder, preset or hf:<id> (default: the preset's base)")
-    p.add_argument("--families", nargs="*", default=None)
-    p.add_argument("--prompts", type=int, default=100)
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--families", nargs="*", default=None, help="task families to evaluate (default: all five)")
+    p.add_argument("--prompts", type=int, default=100, help="held-out prompts per family (default: 100)")
+    p.add_argument("--samples", type=int, default=8, help="completions sampled per prompt, k of pass@k (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--out", default=None, metavar="FILE", help="also save the table as JSON in this file")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_eval)
 
-    _add_train_command(sub)
 
-    p = sub.add_parser("compare", help="SFT vs PSFT side by side (the main experiment)")
+def _add_experiment_commands(sub) -> None:
+    """``compare``, ``bench`` and ``sweep``."""
+    from .sweep import KINDS
+
+    p = sub.add_parser(
+        "compare", help="SFT vs PSFT side by side (the main experiment)",
+        description=f"SFT vs PSFT side by side (the main experiment). Expected time: {flags.COMPARE_TIME}.",
+    )
     _preset_arg(p)
-    p.add_argument("--seeds", type=int, nargs="*", default=None)
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds of the main view (default: the preset's)")
+    p.add_argument("--out", default="runs/compare", help="folder of the report, summary and runs (%(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="main view's optimiser steps (default: the preset's)")
     p.add_argument("--no-long", action="store_true", help="skip the prolonged view (many epochs over a small set)")
     _workers_args(p)
@@ -519,12 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and memory benchmark (ratios measured in one run)")
     _preset_arg(p)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per timing (default: the preset's)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--out", default=None, help="also write the table as JSON here")
     p.set_defaults(func=cmd_bench)
-
-    _add_rl_commands(sub)
 
     p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
     _preset_arg(p)
@@ -532,19 +511,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--what", default="all", choices=[*KINDS, "regime", "all"],
         help="which sweep; 'all' runs every one but the regime map (default: all)",
     )
-    p.add_argument("--seeds", type=int, nargs="*", default=None)
-    p.add_argument("--out", default="runs/sweep")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds of every run (default: the sweep's own)")
+    p.add_argument("--out", default="runs/sweep", help="folder of the sweeps, one sub-folder each (%(default)s)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (default: the preset's)")
     p.add_argument(
         "--lr", type=float, default=None, help="rate of the neighbours/clip/refresh sweeps (default: the higher rate)"
     )
     _workers_args(p)
     p.set_defaults(func=cmd_sweep)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    from .course import cmd_notebooks
+
+    parser = argparse.ArgumentParser(
+        prog="python -m psft_edu", description="Proximal SFT, from first principles.", epilog=COURSE_COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=flags.VersionAction)
+    sub = flags.GroupedSubparsers(parser.add_subparsers(dest="command", required=True, metavar="<command>"))
+    _add_model_commands(sub)
+    _add_train_command(sub)
+    _add_experiment_commands(sub)
+    _add_rl_commands(sub)
+    p = sub.add_parser("notebooks", help="copy the course's notebooks and results into a folder (from any install)")
+    p.add_argument("dest", metavar="DIR", help="a new or empty folder")
+    p.add_argument("--student", action="store_true", help="the student edition: solutions removed")
+    p.set_defaults(func=cmd_notebooks)
+
+    commands = flags.command_parsers(parser)
+    for name in ("train", "rl", "compare", "sweep"):
+        flags.add_config_flag(commands[name])
     debug_help = f"show the full traceback of an error (or set {DEBUG_ENV}=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)
-    for command in sub.choices.values():  # also accepted after the command's name
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    for command in commands.values():  # also accepted after the command's name
+        flags.add_to_group(
+            command, flags.EXECUTION_GROUP, "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+        )
     return parser
 
 
@@ -557,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .runs import Interrupted, TrainingError
 
-    args = build_parser().parse_args(argv)
+    args = flags.parse_args(build_parser(), argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return args.func(args)

@@ -2,7 +2,7 @@
 
 The run configs (:class:`psft_edu.train.TrainConfig`, :class:`psft_edu.grpo_loop.RLConfig`) declare
 each field with :func:`setting`. The command line builds its flags from those fields
-(:func:`psft_edu.__main__.add_settings`), so a default or a help text is written once, beside the
+(:func:`psft_edu.flags.add_settings`), so a default or a help text is written once, beside the
 field, and Python callers and the command line refuse the same bad values with the same words.
 """
 

@@ -1,60 +1,124 @@
-"""Taking the course elsewhere: the hosted-runtime set-up cell, the student edition and the course site.
+"""Taking the course elsewhere: the launch cells of the notebooks, the student edition and a copy of the course.
 
 Command line (from the repository root)::
 
-    python -m psft_edu.course stamp notebooks/              # insert or update the set-up cell in every notebook
-    python -m psft_edu.course student notebooks/ student/   # student copies: solution cells removed
+    python -m psft_edu.course stamp                         # write the launch cells into every notebook
+    python -m psft_edu.course stamp --repo https://github.com/<owner>/<name>   # ... pointing at a fork
+    python -m psft_edu.course student notebooks/ student/   # student copies: solutions removed
     python -m psft_edu.course book notebooks/ _build/book   # static HTML site (needs the ``book`` extra)
+    python -m psft_edu notebooks DIR [--student]           # the course's notebooks, from an installed package
 
-The set-up cell is the notebook's first code cell, right under its title, tagged ``colab-setup``. It
-installs the course with pip when ``psft_edu`` cannot be imported; in Colab and Kaggle (and wherever
-it had to install) it also picks the preset from the hardware, so a restarted runtime gets it again.
-Elsewhere, where the course is installed, it does nothing.
+Every notebook carries two *launch cells* right under its title, both written from the course's home
+(``psft_edu/home.json``, see :mod:`psft_edu.home`): a markdown cell tagged ``colab-link`` with the
+notebook's Open-in-Colab link, and the set-up cell tagged ``colab-setup``. In a hosted runtime (Colab,
+Kaggle) the set-up cell installs the course with the extras that notebook imports (09: ``trl``) when
+anything is missing, and picks the preset from the hardware. Where the course is installed it does
+nothing; where only an extra is missing it stops with the command that installs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
+import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-#: Where a hosted runtime installs the course from (``$PSFT_EDU_INSTALL_SOURCE`` overrides it).
-REPOSITORY_URL = "https://github.com/psft-edu/psft-edu"
-INSTALL_SOURCE = f"git+{REPOSITORY_URL}"
+from .home import Home, HomeError, default_install_source, load_home, repoint, write_home
+
 INSTALL_ENV = "PSFT_EDU_INSTALL_SOURCE"
 SETUP_TAG = "colab-setup"
+LINK_TAG = "colab-link"
+LAUNCH_TAGS = (LINK_TAG, SETUP_TAG)
+SETUP_CELL_ID = "colab-setup"
+LINK_CELL_ID = "colab-link"
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"
-SETUP_CELL_ID = "colab-setup"
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 FOLDED_SOLUTIONS = "<details><summary>solution"  # lower-cased start of a folded solutions cell
 STUDENT_NOTE = (
     "## Solutions\n\nThis is the student edition: the worked solutions are not included. Ask your instructor, or "
     "compare with the full notebook in the course repository after the session."
 )
-NOTEBOOK_SUPPORT = ("conftest.py", "nbval_sanitize.cfg")  # what nbval needs beside the notebooks
-BOOK_TITLE = "Proximal SFT from first principles"
+NOTEBOOK_SUPPORT = ("conftest.py", "nbval_sanitize.cfg")  # what nbval needs beside the notebooks (never copied)
+#: The modules of each optional dependency group (pyproject.toml) that a notebook may import.
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {"trl": ("trl", "datasets", "peft", "accelerate")}
+#: A sentence that sends the reader to a worked solution at the end of the notebook (gone in the student edition).
+SOLUTION_POINTER = re.compile(
+    r"[ \t]*\bA\s+worked\s+solution\s+is\s+(?:folded\s+)?at\s+the\s+end(?:\s+of\s+the\s+notebook)?\.", re.IGNORECASE
+)
+_CHECKER_CALL = re.compile(r"\bexercises(?:_late)?\.check_\w+\(")
 
 
-def setup_cell_source(source: str = INSTALL_SOURCE) -> str:
-    """The code of the set-up cell (it runs before ``psft_edu`` can be imported, so it stands alone)."""
-    return f'''# Set-up for hosted runtimes (Colab, Kaggle): install the course if it is missing, and there pick the
-# preset from the hardware (`small` with a GPU) unless $PSFT_EDU_PRESET is set. Elsewhere, where psft_edu
-# is installed (a clone after `make setup`, a workshop machine), this cell does nothing.
-# ${INSTALL_ENV} installs from another source (a fork, a wheel, a folder).
+# ----------------------------------------------------------------------------------------- launch cells
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def imported_modules(nb: Any) -> set[str]:
+    """Top-level names of the modules the notebook's code cells import (launch cells and magics left out)."""
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code" or any(tag in _tags(cell) for tag in LAUNCH_TAGS):
+            continue
+        code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def extras_needed(nb: Any) -> list[str]:
+    """The optional dependency groups whose modules the notebook imports, e.g. ``["trl"]`` for notebook 09."""
+    used = imported_modules(nb)
+    return [extra for extra, modules in EXTRA_MODULES.items() if used & set(modules)]
+
+
+def setup_cell_source(extras: list[str] | tuple[str, ...] = (), source: str | None = None) -> str:
+    """The code of the set-up cell of a notebook that needs ``extras``, installing from ``source`` (default:
+    the home's install source). It runs before ``psft_edu`` can be imported, so it stands alone."""
+    source = source if source is not None else load_home().install_source
+    needs = ["psft_edu", *(m for extra in extras for m in EXTRA_MODULES[extra])]
+    package = f"psft-edu[{','.join(extras)}]" if extras else "psft-edu"
+    what = f"the course and its {', '.join(extras)} extra" if extras else "the course"
+    stop = (
+        'if missing and not hosted and "psft_edu" not in missing:  # installed here, without the extra\n'
+        '    raise ModuleNotFoundError(f"this notebook needs {\', \'.join(missing)}: run `make setup` in a clone, "\n'
+        '                              f"or pip install \'{requirement}\'")\n'
+        if extras else ""
+    )
+    return f'''# Set-up for hosted runtimes (Colab, Kaggle): install {package} if anything it brings is missing, and
+# there pick the preset from the hardware (`small` with a GPU, else `tiny`) unless $PSFT_EDU_PRESET is set.
+# Where the course is installed (a clone after `make setup`, a workshop machine) this cell does nothing.
+# ${INSTALL_ENV} installs from elsewhere: a git URL, a folder or a wheel.
+# Written by `python -m psft_edu.course stamp` from psft_edu/home.json: change that file, not this cell.
 import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+NEEDS = {json.dumps(needs)}  # {what}
 colab = "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
 hosted = colab or bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
-if importlib.util.find_spec("psft_edu") is None:
-    source = os.environ.get("{INSTALL_ENV}", "{source}")
-    print(f"installing the course from {{source}} ...")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)
+missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+source = os.environ.get("{INSTALL_ENV}", "{source}")
+if Path(source).exists():  # a folder or a wheel on this machine
+    source = Path(source).resolve().as_uri()
+requirement = f"{package} @ {{source}}"
+{stop}if missing:
+    print(f"installing {{requirement}} ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", requirement], check=True)
     importlib.invalidate_caches()
     hosted = True
 if hosted and not os.environ.get("PSFT_EDU_PRESET"):
@@ -64,34 +128,54 @@ if hosted and not os.environ.get("PSFT_EDU_PRESET"):
     print("preset:", os.environ["PSFT_EDU_PRESET"])'''
 
 
-def _tags(cell: Any) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
+def link_cell_source(notebook: str, home: Home | None = None) -> str:
+    """The markdown of the Open-in-Colab cell of ``notebook`` (a file name)."""
+    home = home or load_home()
+    return (
+        f"[Open in Colab]({home.colab_url(notebook)}) · [the course repository]({home.repository})\n\n"
+        "In Colab or Kaggle the next cell installs the course; on a machine where it is installed, it does nothing."
+    )
 
 
-def _setup_cell(nbformat_module: Any) -> Any:
-    cell = nbformat_module.v4.new_code_cell(setup_cell_source())
-    cell.id = SETUP_CELL_ID
-    cell.metadata["tags"] = [SETUP_TAG]
+def _new_cell(nbformat_module: Any, kind: str, source: str, cell_id: str, tag: str) -> Any:
+    make = nbformat_module.v4.new_code_cell if kind == "code" else nbformat_module.v4.new_markdown_cell
+    cell = make(source)
+    cell.id = cell_id
+    cell.metadata["tags"] = [tag]
     return cell
 
 
-def stamp_notebook(path: str | Path) -> bool:
-    """Insert the set-up cell under the title of one notebook, or bring an existing one up to date.
+def stamp_notebook(path: str | Path, home: Home | None = None) -> bool:
+    """Write the two launch cells of one notebook from ``home`` (default: ``psft_edu/home.json``).
 
-    Idempotent: returns whether the file changed. The cell goes right after the first cell when that is
-    markdown (the title), else first; cells tagged ``colab-setup`` elsewhere are removed.
+    Idempotent: returns whether the file changed. The cells go right after the title (the first cell, when it is
+    markdown): the Open-in-Colab link, then the set-up cell. A cell already there is updated in place (its
+    execution count and outputs are kept, so an executed notebook stays executed); duplicates are removed.
     """
     import nbformat
 
+    home = home or load_home()
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
-    current = [c for c in nb.cells if SETUP_TAG in _tags(c)]
-    if len(current) == 1 and current[0].source == setup_cell_source():
-        return False
-    nb.cells = [c for c in nb.cells if SETUP_TAG not in _tags(c)]
-    at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
-    nb.cells.insert(at, _setup_cell(nbformat))
+    wanted = {
+        LINK_TAG: ("markdown", link_cell_source(path.name, home), LINK_CELL_ID),
+        SETUP_TAG: ("code", setup_cell_source(extras_needed(nb), home.install_source), SETUP_CELL_ID),
+    }
+    kept: dict[str, Any] = {}
+    for cell in nb.cells:
+        for tag in LAUNCH_TAGS:
+            if tag in _tags(cell) and tag not in kept and cell.cell_type == wanted[tag][0]:
+                kept[tag] = cell
+    cells = [c for c in nb.cells if not any(tag in _tags(c) for tag in LAUNCH_TAGS)]
+    at = 1 if cells and cells[0].cell_type == "markdown" else 0
+    launch = []
+    for tag in LAUNCH_TAGS:
+        kind, source, cell_id = wanted[tag]
+        cell = kept.get(tag) or _new_cell(nbformat, kind, source, cell_id, tag)
+        cell.source = source
+        launch.append(cell)
+    nb.cells = cells[:at] + launch + cells[at:]
     after = nbformat.writes(nb)
     if after == before:
         return False
@@ -112,6 +196,22 @@ def notebooks_in(folder: str | Path) -> list[Path]:
     return found
 
 
+def repoint_texts(paths: list[Path], old: Home, new: Home) -> list[Path]:
+    """Rewrite the addresses of ``old`` into those of ``new`` in text files (README, docs); the changed files."""
+    changed = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        updated = repoint(text, old, new)
+        if updated != text:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(updated, encoding="utf-8")
+            tmp.replace(path)
+            changed.append(path)
+    return changed
+
+
+# ----------------------------------------------------------------------------------------- student edition
+
 def is_solution(cell: Any) -> bool:
     """A worked solution: tagged ``solution``, or a markdown cell of folded solutions
     (``<details><summary>Solution``).
@@ -121,11 +221,24 @@ def is_solution(cell: Any) -> bool:
     return cell.cell_type == "markdown" and cell.source.lstrip().lower().startswith(FOLDED_SOLUTIONS)
 
 
-def student_notebook(nb: Any) -> Any:
-    """A student copy of a notebook (a new object): solutions removed, exercise cells and every output kept.
+def is_checker(cell: Any) -> bool:
+    """An exercise cell or a cell that calls an exercise checker: its saved output is a hint or a measured answer."""
+    return cell.cell_type == "code" and (EXERCISE_TAG in _tags(cell) or bool(_CHECKER_CALL.search(cell.source)))
 
-    The exercise cells are kept as they are: their committed form leaves the answer as ``None``, so
-    their checkers print "not attempted" and the copy runs without errors.
+
+def without_check_marker(source: str) -> str:
+    """``source`` without a leading ``# NBVAL_CHECK_OUTPUT`` line (the tests' marker, not the learner's)."""
+    first, _, rest = source.partition("\n")
+    return rest if first.strip() == CHECK_MARKER else source
+
+
+def student_notebook(nb: Any) -> Any:
+    """A student copy of a notebook (a new object).
+
+    Solutions are removed, and so are the sentences that point to them ("A worked solution is at the end.").
+    Exercise and checker cells lose their saved outputs (a hint or a measured value can give the answer away);
+    left unanswered, they print "not attempted" when run. The tests' ``# NBVAL_CHECK_OUTPUT`` lines go too.
+    Every other cell and output is kept.
     """
     import copy
 
@@ -134,6 +247,14 @@ def student_notebook(nb: Any) -> Any:
     out = copy.deepcopy(nb)
     removed = [c for c in out.cells if is_solution(c)]
     out.cells = [c for c in out.cells if not is_solution(c)]
+    for cell in out.cells:
+        if cell.cell_type == "markdown":
+            cell.source = SOLUTION_POINTER.sub("", cell.source)
+            continue
+        if is_checker(cell):
+            cell.outputs = []
+            cell.execution_count = None
+        cell.source = without_check_marker(cell.source)
     if removed:
         note = nbformat.v4.new_markdown_cell(STUDENT_NOTE)
         note.id = "student-edition-note"
@@ -145,8 +266,8 @@ def student_notebook(nb: Any) -> Any:
 def build_student(src: str | Path, out: str | Path) -> list[Path]:
     """Write the student edition of every notebook in ``src`` to ``out`` (replacing its notebooks).
 
-    The committed results (``results/``) and the nbval set-up files are copied beside them, so the copies
-    run from ``out`` exactly as the originals run from ``notebooks/``.
+    The committed results (``results/``) are copied beside them, so the copies run from ``out`` as the originals
+    run from ``notebooks/``. The test set-up files (``conftest.py``, ``nbval_sanitize.cfg``) are not copied.
     """
     import nbformat
 
@@ -165,133 +286,98 @@ def build_student(src: str | Path, out: str | Path) -> list[Path]:
     if (folder / "results").is_dir():
         shutil.rmtree(out / "results", ignore_errors=True)
         shutil.copytree(folder / "results", out / "results")
-    for name in NOTEBOOK_SUPPORT:
-        if (folder / name).exists():
-            shutil.copy2(folder / name, out / name)
     return written
 
 
-# ----------------------------------------------------------------------------------------- course site
+# ----------------------------------------------------------------------------------------- a copy of the course
 
-def mathjax_dir() -> Path:
-    """The MathJax 2 files shipped by the ``jupyter-server-mathjax`` package (the ``book`` extra)."""
-    try:
-        import jupyter_server_mathjax
-    except ImportError as err:
-        raise RuntimeError("the course site needs the book extra: pip install -e '.[book]' (or make setup)") from err
-    folder = Path(jupyter_server_mathjax.__file__).parent / "static"
-    if not (folder / "MathJax.js").exists():
-        raise RuntimeError(f"{folder}: no MathJax.js in jupyter-server-mathjax")
-    return folder
+def course_notebooks_dir() -> Path:
+    """The course's notebooks: ``notebooks/`` of a checkout, or their copy inside an installed package."""
+    from .paths import RESULTS_DIR
+
+    return RESULTS_DIR.parent
 
 
-def _chapter_title(nb: Any, fallback: str) -> str:
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
+def copy_course(dest: str | Path, student: bool = False, src: str | Path | None = None) -> list[Path]:
+    """Copy the notebooks and their committed results into ``dest`` (the student edition with ``student``).
 
-
-SPHINX_CONF = '''# Generated by `python -m psft_edu.course book`; edit psft_edu/course.py instead.
-project = {title!r}
-author = "psft-edu"
-extensions = ["myst_nb"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints"]
-nb_execution_mode = "off"  # the committed outputs are the site: nothing is executed
-nb_ipywidgets_js = {{}}  # widget outputs need a live kernel; no widget scripts from a CDN
-myst_enable_extensions = ["dollarmath", "amsmath"]
-myst_dmath_double_inline = True
-html_static_path = ["_static"]
-html_copy_source = False
-# MathJax served from the site itself (copied from the jupyter-server-mathjax package): no CDN.
-mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-mathjax2_config = {{"tex2jax": {{"inlineMath": [["\\\\(", "\\\\)"]], "displayMath": [["\\\\[", "\\\\]"]],
-                                "processEscapes": True, "ignoreClass": "tex2jax_ignore|mathjax_ignore",
-                                "processClass": "tex2jax_process|mathjax_process|math|output_area"}},
-                   "messageStyle": "none", "menuSettings": {{"zoom": "None"}},
-                   # jupyter-server-mathjax ships the STIX web fonts only
-                   "HTML-CSS": {{"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web", "webFont": "STIX-Web",
-                                "imageFont": None}}}}
-try:
-    import sphinx_book_theme  # noqa: F401
-
-    html_theme = "sphinx_book_theme"
-    html_theme_options = {{"show_navbar_depth": 1, "show_toc_level": 2, "use_download_button": False}}
-except ImportError:
-    html_theme = "alabaster"
-html_title = {title!r}
-'''
-
-
-def write_book_source(src: str | Path, stage: str | Path) -> list[str]:
-    """A Sphinx project in ``stage``: the notebooks (set-up cells left out), an index page and the config."""
-    import nbformat
-
-    src, stage = Path(src), Path(stage)
-    if stage.exists():
-        shutil.rmtree(stage)
-    (stage / "_static").mkdir(parents=True)
-    shutil.copytree(mathjax_dir(), stage / "_static" / "mathjax", ignore=shutil.ignore_patterns("*.py"))
-    chapters, rows = [], []
-    for path in notebooks_in(src):
-        nb = nbformat.read(path, as_version=4)
-        nb.cells = [c for c in nb.cells if SETUP_TAG not in _tags(c)]
-        (stage / path.name).write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
-        chapters.append(path.stem)
-        rows.append(f"* [{_chapter_title(nb, path.stem)}]({path.stem}.ipynb)")
-    index = (
-        f"# {BOOK_TITLE}\n\nThe course's notebooks as they were last executed (preset `tiny`, the committed outputs). "
-        "To run them, open them in Jupyter or in Colab (see the repository's README).\n\n"
-        + "\n".join(rows)
-        + "\n\n```{toctree}\n:maxdepth: 1\n:hidden:\n\n"
-        + "\n".join(chapters)
-        + "\n```\n"
-    )
-    (stage / "index.md").write_text(index, encoding="utf-8")
-    (stage / "conf.py").write_text(SPHINX_CONF.format(title=BOOK_TITLE), encoding="utf-8")
-    return chapters
-
-
-def build_book(src: str | Path, out: str | Path, quiet: bool = True) -> Path:
-    """Build the static site of the notebooks in ``src`` into ``out/html`` (``out/source`` holds the Sphinx project).
-
-    Offline: nothing is executed or downloaded; MathJax is copied into the site. Returns the html folder.
+    ``dest`` must be a new or an empty folder: nothing already there is replaced (:class:`ValueError` otherwise).
+    Returns the notebooks written.
     """
-    out = Path(out)
-    stage = out / "source"
-    write_book_source(src, stage)
-    html = out / "html"
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-W", "--keep-going", str(stage), str(html)]
-    if quiet:
-        command.insert(3, "-q")
-    done = subprocess.run(command, capture_output=quiet, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"sphinx-build failed:\n{(done.stdout or '')[-3000:]}{(done.stderr or '')[-3000:]}")
-    return html
+    src = Path(src) if src is not None else course_notebooks_dir()
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"{dest}: is a file, not a folder")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise ValueError(f"{dest}: not empty; give a new or an empty folder")
+    notebooks = notebooks_in(src)  # before anything is written
+    if student:
+        return build_student(src, dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in notebooks:
+        shutil.copy2(path, dest / path.name)
+        written.append(dest / path.name)
+    if (src / "results").is_dir():
+        shutil.copytree(src / "results", dest / "results")
+    return written
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    """``python -m psft_edu notebooks DIR [--student]``."""
+    written = copy_course(args.dest, student=args.student)
+    edition = "student edition" if args.student else "notebooks"
+    print(f"{len(written)} {edition} and their results in {args.dest}; open them with: jupyter lab {args.dest}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------- command line
 
+def _stamp(args: argparse.Namespace) -> None:
+    from .paths import IN_CHECKOUT, REPO_ROOT
+
+    home = old = load_home()
+    if args.repo or args.branch or args.install_source:
+        if not IN_CHECKOUT:
+            raise RuntimeError("--repo, --branch and --install-source change psft_edu/home.json: run them in a clone")
+        repository = (args.repo or old.repository).rstrip("/").removesuffix(".git")
+        branch = args.branch or (old.branch if not args.repo else "main")
+        source = args.install_source or default_install_source(repository, branch)
+        home = Home(repository, branch, source)  # checked before anything is written
+    notebooks = [path for folder in args.paths for path in notebooks_in(folder)]
+    if home != old:
+        write_home(home)
+        print(f"psft_edu/home.json: {home.repository} ({home.branch}), installs from {home.install_source}")
+    for path in notebooks:
+        print(f"{path}: {'updated' if stamp_notebook(path, home) else 'up to date'}")
+    if home != old:
+        texts = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))] if IN_CHECKOUT else []
+        for path in repoint_texts([p for p in texts if p.is_file()], old, home):
+            print(f"{path}: addresses updated")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .book import build_book
+
     parser = argparse.ArgumentParser(prog="python -m psft_edu.course", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("stamp", help="insert or update the hosted-runtime set-up cell (tag colab-setup) in notebooks")
-    p.add_argument("paths", nargs="*", default=["notebooks"], help="notebook folders or files")
+    p = sub.add_parser("stamp", help="write the launch cells (Open in Colab, set-up) into notebooks from home.json")
+    p.add_argument("paths", nargs="*", default=["notebooks"], help="notebook folders or files (default: notebooks)")
+    p.add_argument("--repo", default=None, help="point the course at this repository first: https://github.com/o/n")
+    p.add_argument("--branch", default=None, help="the repository's branch the links open (default: main)")
+    p.add_argument("--install-source", default=None, help="what pip installs in a hosted runtime (default: git+REPO)")
     p = sub.add_parser("student", help="write the student edition (solutions removed)")
-    p.add_argument("src", nargs="?", default="notebooks")
-    p.add_argument("out", nargs="?", default="student")
+    p.add_argument("src", nargs="?", default="notebooks", help="the notebooks (default: notebooks)")
+    p.add_argument("out", nargs="?", default="student", help="where the copies go (default: student)")
     p = sub.add_parser("book", help="build the static course site")
-    p.add_argument("src", nargs="?", default="notebooks")
-    p.add_argument("out", nargs="?", default="_build/book")
+    p.add_argument("src", nargs="?", default="notebooks", help="the notebooks (default: notebooks)")
+    p.add_argument("out", nargs="?", default="_build/book", help="build folder; the site is its html/ (%(default)s)")
     p = sub.add_parser("setup-cell", help="print the set-up cell's code")
+    p.add_argument("--extras", nargs="*", default=[], choices=list(EXTRA_MODULES), help="extras the notebook needs")
     args = parser.parse_args(argv)
     try:
         if args.command == "stamp":
-            for folder in args.paths:
-                for path in notebooks_in(folder):
-                    print(f"{path}: {'updated' if stamp_notebook(path) else 'up to date'}")
+            _stamp(args)
         elif args.command == "student":
             for path in build_student(args.src, args.out):
                 print(f"wrote {path}")
@@ -299,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             html = build_book(args.src, args.out)
             print(f"course site: {html / 'index.html'}")
         else:
-            print(setup_cell_source())
-    except (FileNotFoundError, RuntimeError) as err:
+            print(setup_cell_source(args.extras))
+    except (FileNotFoundError, RuntimeError, HomeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

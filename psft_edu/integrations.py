@@ -1,7 +1,9 @@
 """PSFT inside TRL: a drop-in ``SFTTrainer`` that optimises the proximal objective.
 
-Install the extra first (``pip install psft-edu[trl]``); this module imports ``trl`` at
-import time, and nothing else in ``psft_edu`` imports this module.
+Install the ``trl`` extra first: in a clone ``make setup`` (or ``pip install -e ".[trl]"``), elsewhere
+``pip install "psft-edu[trl] @ <source>"`` with the install source named in ``psft_edu/home.json`` (the course
+is not on a package index). This module imports ``trl`` at import time, and nothing else in ``psft_edu``
+imports this module.
 
 .. code-block:: python
 

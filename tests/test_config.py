@@ -107,3 +107,102 @@ def test_every_preset_has_an_rl_budget_that_is_a_valid_config():
         assert set(kwargs) <= {f.name for f in fields(RLConfig)}, name
         assert RLConfig(**kwargs).steps == preset.rl.steps
         assert preset.rl.num_prompts > 0
+
+
+# ----------------------------------------------------------------------------------------- --config FILE
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    from psft_edu import flags
+
+    return flags.parse_args(build_parser(), argv)
+
+
+def test_a_config_file_sets_flags_and_the_command_line_overrides_it(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("objective: sft\nmax-steps: 40\nlr: 3.0e-4\nclip: .inf\nlog_kl: false\nmodel: tiny\n")
+    args = _parse(["train", "--config", str(config), "--out", "x", "--lr", "1e-3"])
+    cfg = settings_from_args(TrainConfig, args)
+    assert (cfg.objective, cfg.max_steps, cfg.lr, cfg.clip, cfg.log_kl) == ("sft", 40, 1e-3, math.inf, False)
+    assert args.model == "tiny"
+    # compare and sweep read theirs the same way (lists for repeated values)
+    config.write_text("seeds: [0, 1]\nmax_steps: 12\nno_long: true\nworkers: 1\n")
+    args = _parse(["compare", "--config", str(config)])
+    assert (args.seeds, args.max_steps, args.no_long, args.workers) == ([0, 1], 12, True, 1)
+    config.write_text("what: clip\nseeds: [0, 1]\nmax_steps: 12\n")
+    args = _parse(["sweep", f"--config={config}", "--seeds", "3"])
+    assert (args.what, args.seeds, args.max_steps) == ("clip", [3], 12)
+    config.write_text("init: tiny\nout: runs/from-file\nsteps: 5\n")
+    args = _parse(["rl", "--config", str(config)])  # a required flag may come from the file
+    assert (args.init, args.out, settings_from_args(RLConfig, args).steps) == ("tiny", "runs/from-file", 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("lr: 1e-3\nmax_stepz: 4\n", "run.yaml, line 2: train has no flag 'max_stepz'; did you mean 'max_steps'?"),
+        ("max_steps: four\n", "run.yaml, line 1: max_steps: expected int, got 'four'"),
+        ("max_steps: 2.5\n", "run.yaml, line 1: max_steps: expected a whole number"),
+        ("objective: ppo\n", "run.yaml, line 1: objective: must be one of sft, psft"),
+        ("log_kl: 1\n", "run.yaml, line 1: log_kl: expected true or false"),
+        ("lr: [1, 2]\n", "run.yaml, line 1: lr: expected one value"),
+        ("lr: 1e-3\n  bad: [\n", "run.yaml, line 2: not valid YAML"),
+        ("- lr\n", "run.yaml: expected a mapping of flag names to values"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_naming_the_file_and_line(tmp_path, capsys, text, words):
+    from psft_edu.__main__ import main
+
+    (tmp_path / "run.yaml").write_text(text)
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_config_file_and_bad_json_are_refused(tmp_path, capsys):
+    from psft_edu.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--config", str(tmp_path / "none.yaml")])
+    assert "none.yaml: no such config file" in capsys.readouterr().err
+    (tmp_path / "c.json").write_text('{"lr": 1e-3,\n "seed": }')
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(tmp_path / "c.json"), "--out", "x"])
+    assert "c.json, line 2: not valid JSON" in capsys.readouterr().err
+
+
+def test_an_rl_runs_config_json_is_a_config_file(tmp_path):
+    """What ``runs.write_run_header`` writes for an RL run parses back into the same settings."""
+    import json
+    from dataclasses import asdict
+
+    cfg = RLConfig(lr=3e-5, steps=7, clip_high=0.5, beta=0.01, temperature=0.7, init="runs/sft/model")
+    (tmp_path / "config.json").write_text(
+        json.dumps({**asdict(cfg), "commit": "abc", "command": "python -m psft_edu rl ..."}, indent=2)
+    )
+    args = _parse(["rl", "--config", str(tmp_path / "config.json"), "--out", "y"])
+    assert args.init == "runs/sft/model"
+    assert settings_from_args(RLConfig, args, init=args.init) == cfg
+
+
+def test_a_train_runs_config_json_reproduces_the_run(tmp_path):
+    """Train 3 steps; then ``train --config <run>/config.json`` trains the same run again, step for step."""
+    import json
+
+    from psft_edu.__main__ import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--no-eval"]
+    assert main(["train", "--preset", "tiny", "--out", str(first), "--max-steps", "3", "--global-batch", "16",
+                 "--mini-batch", "8", "--lr", "1e-3", "--clip", "inf", "--save-every", "0", "--no-log-mechanism",
+                 *common]) == 0
+    assert main(["train", "--config", str(first / "config.json"), "--out", str(second), *common]) == 0
+
+    def settings(run):
+        return {k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "command"}
+
+    assert settings(second) == settings(first)
+    assert settings(first)["clip"] == math.inf and settings(first)["init"] == "tiny"
+    assert (second / "metrics.jsonl").read_text() == (first / "metrics.jsonl").read_text()

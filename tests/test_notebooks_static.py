@@ -281,14 +281,21 @@ def test_exercises_make_you_build(stem: str) -> None:
             text = _output_text(output)
             assert "Correct:" not in text, f"{stem}: a committed exercise cell reads as passed: {text[:80]!r}"
 
-def test_setup_cells_are_current(notebook) -> None:
-    """A stamped set-up cell is the one psft_edu.course writes (re-run `python -m psft_edu.course stamp notebooks`)."""
-    from psft_edu.course import SETUP_TAG, setup_cell_source
+def test_launch_cells_are_current(notebook) -> None:
+    """The Open-in-Colab and set-up cells are the ones ``python -m psft_edu.course stamp notebooks`` writes from
+    psft_edu/home.json, right under the title (re-run that command after changing either)."""
+    import nbformat
+
+    from psft_edu.course import LINK_TAG, SETUP_TAG, extras_needed, link_cell_source, setup_cell_source
 
     name, nb = notebook
-    stamped = [c for c in nb["cells"] if SETUP_TAG in c.get("metadata", {}).get("tags", [])]
-    assert len(stamped) <= 1, f"{name}: {len(stamped)} set-up cells"
-    for cell in stamped:
-        assert _source(cell) == setup_cell_source(), (
-            f"{name}: outdated set-up cell; run python -m psft_edu.course stamp notebooks"
-        )
+    nb = nbformat.reads(json.dumps(nb), as_version=4)
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    assert tags[1:3] == [[LINK_TAG], [SETUP_TAG]], (
+        f"{name}: the launch cells must follow the title; run python -m psft_edu.course stamp notebooks"
+    )
+    assert sum(LINK_TAG in t or SETUP_TAG in t for t in tags) == 2, f"{name}: launch cells twice"
+    assert nb.cells[1].source == link_cell_source(name), f"{name}: outdated Colab cell; run ... course stamp notebooks"
+    assert nb.cells[2].source == setup_cell_source(extras_needed(nb)), (
+        f"{name}: outdated set-up cell; run python -m psft_edu.course stamp notebooks"
+    )

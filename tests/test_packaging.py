@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 from packaging.requirements import Requirement
@@ -18,7 +20,7 @@ except ImportError:  # Python 3.10
 
 # pip name -> conda-forge name, where they differ
 CONDA_NAMES = {"torch": "pytorch"}
-EXTRAS = ("test", "trl", "book")
+EXTRAS = ("test", "trl", "book", "lab")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,8 @@ def pyproject() -> dict:
 
 @pytest.fixture(scope="module")
 def environment() -> dict:
-    yaml = pytest.importorskip("yaml")  # PyYAML comes with jupyterlab (jupyter-events)
+    import yaml  # a dependency of the package (config files)
+
     return yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
 
 
@@ -84,6 +87,38 @@ def test_ci_runs_make_test():
         line.strip() for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
     assert "make test" in commands
+
+
+def test_ci_workflow_runs_make_test_on_python_3_11():
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    jobs = list(workflow["jobs"].values())
+    assert len(jobs) == 1 and "ubuntu" in jobs[0]["runs-on"]
+    steps = jobs[0]["steps"]
+    pythons = [s["with"]["python-version"] for s in steps if "setup-python" in s.get("uses", "")]
+    assert [str(v) for v in pythons] == ["3.11"]
+    runs = [line.strip() for s in steps for line in s.get("run", "").splitlines()]
+    assert any(line.startswith("make test") for line in runs), runs
+
+
+def _make_dry_run(*args: str) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    stamp = ".venv/.psft-edu-installed"  # -o: treat the set-up as done, so only the target's own command is shown
+    done = subprocess.run(["make", "-n", "-o", stamp, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout
+
+
+def test_make_lab_works_as_root_and_passes_flags():
+    as_root = _make_dry_run("lab", "USER_ID=0")
+    assert "jupyter lab --allow-root" in as_root and as_root.rstrip().endswith("notebooks/")
+    as_user = _make_dry_run("lab", "USER_ID=1000", "ARGS=--port=8899 --no-browser")
+    assert "--allow-root" not in as_user and "--port=8899 --no-browser notebooks/" in as_user
+    if os.geteuid() == 0:  # the real user id decides by default
+        assert "--allow-root" in _make_dry_run("lab")
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert '-e ".[test,trl,book,lab]"' in makefile  # make setup installs JupyterLab (the lab extra)
 
 
 def test_makefile_has_the_documented_targets():

@@ -31,7 +31,7 @@ def source_copy(dest: Path) -> Path:
     junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.run", ".ipynb_checkpoints")
     shutil.copytree(REPO / "psft_edu", dest / "psft_edu", ignore=junk)
     shutil.copytree(REPO / "data", dest / "data", ignore=junk)
-    shutil.copytree(REPO / "notebooks" / "results", dest / "notebooks" / "results", ignore=junk)
+    shutil.copytree(REPO / "notebooks", dest / "notebooks", ignore=junk)  # conftest.py too: it must stay out
     shutil.copytree(REPO / "examples", dest / "examples", ignore=junk)
     return dest
 
@@ -105,9 +105,18 @@ def test_wheel_carries_the_course_data(installed) -> None:
         f"{shipped}checkpoints/{p}/{f}" for p in ("tiny", "small") for f in ("config.json", "model.safetensors")
     ]
     expected += [f"{shipped}eval/{p.name}" for p in (REPO / "data" / "eval").glob("*.jsonl")]
+    expected += [f"psft_edu/_course/notebooks/{p.name}" for p in (REPO / "notebooks").glob("*.ipynb")]
+    expected += ["psft_edu/home.json"]
     missing = [n for n in expected if n not in names]
     assert not missing, missing
     assert not any(".run/" in n for n in names), "a pretraining work folder leaked into the wheel"
+    assert not any(n.endswith(("conftest.py", "nbval_sanitize.cfg")) for n in names), "test set-up in the wheel"
+    # JupyterLab is an extra: a hosted runtime that installs the course keeps its own front end.
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    requires = [line for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    lab = [line for line in requires if "jupyterlab" in line]
+    assert lab and all('extra == "lab"' in line for line in lab), lab
 
 
 def test_paths_after_a_non_editable_install(installed, tmp_path) -> None:
@@ -158,6 +167,29 @@ def test_train_and_eval_from_any_directory(installed, tmp_path) -> None:
     )
     assert refused.returncode == 2 and "PSFT_EDU_DATA" in refused.stderr, refused.stderr[-2000:]
     assert site_files(python) == before, "the course wrote into the installed package"
+
+
+def test_notebooks_command_copies_the_course_out_of_the_installed_package(installed, tmp_path) -> None:
+    import nbformat
+
+    _, python = installed
+    before = site_files(python)
+    env = clean_env(PSFT_EDU_CACHE=str(tmp_path / "cache"))
+    for folder, extra in (("course", []), ("student", ["--student"])):
+        done = subprocess.run([str(python), "-m", "psft_edu", "notebooks", folder, *extra], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        names = sorted(p.name for p in (tmp_path / folder).glob("*.ipynb"))
+        assert names == sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb")), names
+        assert (tmp_path / folder / "results" / "compare_small.json").exists()
+        assert not (tmp_path / folder / "conftest.py").exists()
+    full = nbformat.read(tmp_path / "course" / names[0], as_version=4)
+    assert full.cells == nbformat.read(REPO / "notebooks" / names[0], as_version=4).cells
+    assert nbformat.read(tmp_path / "student" / names[0], as_version=4).metadata["psft_edu"]["edition"] == "student"
+    again = subprocess.run([str(python), "-m", "psft_edu", "notebooks", "course"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, timeout=300)
+    assert again.returncode == 2 and "not empty" in again.stderr  # nothing of the learner's is replaced
+    assert site_files(python) == before
 
 
 def test_paths_in_a_checkout_are_unchanged() -> None:
