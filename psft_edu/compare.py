@@ -308,6 +308,10 @@ def compare(
         settings = replace(settings, seeds=tuple(seeds))
     if max_steps:
         settings = replace(settings, max_steps=max_steps, eval_every=min(settings.eval_every, max_steps))
+    if not model:  # a missing base is built (or refused in one line) before any folder or worker
+        from .build_base import ensure_base
+
+        ensure_base(p.name, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
