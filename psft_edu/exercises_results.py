@@ -25,12 +25,12 @@ def _run_names(summary: dict) -> str:
 
 @checker
 def check_best_ood_run(answer: Any, summary: dict) -> bool | None:
-    """06, exercise 1: the name of the fine-tuned run with the highest final out-of-domain accuracy (mean over
+    """06, exercise 1: the name of the fine-tuned run with the highest final out-of-domain exact accuracy (mean over
     seeds).
     """
-    hint = 'look at summary["runs"][name]["final"]["ood_accuracy"]["mean"] for every run name; max(..., key=...) helps.'
+    hint = 'look at summary["runs"][name]["final"]["ood_exact"]["mean"] for every run name; max(..., key=...) helps.'
     _attempt(answer, hint)
-    ood = {name: run["final"]["ood_accuracy"]["mean"] for name, run in summary["runs"].items()}
+    ood = {name: run["final"]["ood_exact"]["mean"] for name, run in summary["runs"].items()}
     best = max(ood, key=ood.get)
     if answer == "base":
         return _report(
@@ -39,7 +39,7 @@ def check_best_ood_run(answer: Any, summary: dict) -> bool | None:
     if answer not in ood:
         return _report(False, f"give one of the run names as a string: {_run_names(summary)}.")
     if answer == best:
-        base = summary["base"]["final"]["ood_accuracy"]["mean"]
+        base = summary["base"]["final"]["ood_exact"]["mean"]
         return _report(True, f"{best} ends at {100 * ood[best]:.1f}% out of domain (the base: {100 * base:.1f}%).")
     return _report(
         False,
