@@ -240,6 +240,30 @@ def dft_loss(logp: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
     return masked_mean(-torch.exp(logp).detach() * logp, mask, agg)
 
 
+def kl_k1(sample_logp: Tensor, other_logp: Tensor) -> Tensor:
+    r"""Per-token "k1" estimate of :math:`\mathrm{KL}(q \,\|\, p)` from tokens drawn from :math:`q`.
+
+    .. math:: k_1 = \log q(x) - \log p(x), \qquad x \sim q
+
+    ``sample_logp`` is :math:`\log q` of the drawn tokens (the distribution that sampled them),
+    ``other_logp`` is :math:`\log p` of the same tokens. Unbiased, but a single draw can be
+    negative and its variance is large. Elementwise, no averaging; see :func:`kl_k3`.
+    """
+    return sample_logp - other_logp
+
+
+def kl_k3(sample_logp: Tensor, other_logp: Tensor) -> Tensor:
+    r"""Per-token "k3" estimate of :math:`\mathrm{KL}(q \,\|\, p)` from tokens drawn from :math:`q`.
+
+    .. math:: k_3 = (\rho - 1) - \log \rho, \qquad \rho = \frac{p(x)}{q(x)}, \quad x \sim q
+
+    Unbiased (:math:`\mathbb{E}_q[\rho] = 1`) and never negative; for nearby distributions its
+    variance is far below :func:`kl_k1`'s. The log-ratio is clamped to :math:`\pm 20` like the PPO ratio.
+    """
+    log_rho = torch.clamp(other_logp - sample_logp, -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
+    return torch.expm1(log_rho) - log_rho
+
+
 def kl_to_reference(logp: Tensor, ref_logp: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
     r"""Per-token estimate of :math:`\mathrm{KL}(\pi_\theta \,\|\, \pi_\mathrm{ref})` (the "k3" estimator).
 

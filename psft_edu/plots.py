@@ -373,8 +373,12 @@ def plot_clipped_surrogate(epsilon: float = PPO_CLIP, advantage: float = 1.0, ax
     ax.plot(r, slope, color="tab:red", alpha=0.6, label="d/dr of the surrogate")
     ax.axvspan(1 - epsilon, 1 + high, color="tab:green", alpha=0.1, label="trust region")
     ax.set_xlabel("probability ratio r")
+    ax.set_ylabel("surrogate value and its slope")
     ax.set_title(f"Â = {advantage:+g}, ε = {epsilon:g}")
-    ax.legend(fontsize=8, loc="upper left")
+    # Keep the legend off the flat (zero-slope) stretch the panel exists to show: that stretch lies right of
+    # 1 + ε for Â > 0, where the upper left is empty, and left of 1 - ε for Â < 0, where the curves sit near
+    # zero and the lower left is empty.
+    ax.legend(fontsize=8, loc="upper left" if advantage >= 0 else "lower left")
     return ax
 
 

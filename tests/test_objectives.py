@@ -487,3 +487,34 @@ def test_unclippable_tokens_never_pass_the_bound() -> None:
     assert (ratio[~never] > 1 + eps).any()  # below the threshold some new policy does pass the bound
     assert unclippable(torch.tensor([1 / (1 + eps) + 1e-4]).log(), eps).item()
     assert not unclippable(torch.tensor([1 / (1 + eps) - 1e-4]).log(), eps).item()
+
+
+def test_k1_and_k3_are_unbiased_and_k3_is_never_negative():
+    """Both estimate KL(q || p) from draws of q; k3 never goes below zero, k1 does. Near q, k3 varies less; when p
+    puts its mass on a token q rarely draws, the ratio p/q of that draw is huge and k3 varies far more than k1."""
+    gen = torch.Generator().manual_seed(0)
+    q_logits = torch.randn(6, 11, generator=gen)
+    near = q_logits + 0.1 * torch.randn(6, 11, generator=gen)
+    rare = torch.full((6, 11), 0.1 / 10).log()
+    rare[:, 0] = math.log(0.9)  # p: 0.9 on token 0
+    q_far = torch.full((6, 11), 0.995 / 10).log()
+    q_far[:, 0] = math.log(0.005)  # q draws token 0 once in 200
+    for q, p, k3_varies_less in ((q_logits, near, True), (q_far, rare, False)):
+        exact = obj.exact_kl(q, p)
+        log_q, log_p = torch.log_softmax(q, -1), torch.log_softmax(p, -1)
+        draws = torch.multinomial(log_q.exp(), 40_000, replacement=True, generator=gen)
+        k1 = obj.kl_k1(log_q.gather(1, draws), log_p.gather(1, draws))
+        k3 = obj.kl_k3(log_q.gather(1, draws), log_p.gather(1, draws))
+        for k in (k1, k3):
+            standard_error = k.std(dim=1) / draws.shape[1] ** 0.5
+            assert ((k.mean(dim=1) - exact).abs() < 5 * standard_error + 1e-6).all()
+        assert (k3 >= 0).all() and (k1 < 0).any()
+        assert bool(k3.var(dim=1).mean() < k1.var(dim=1).mean()) is k3_varies_less
+
+
+def test_k3_estimator_matches_the_reference_penalty():
+    gen = torch.Generator().manual_seed(1)
+    logp, ref = -torch.rand(3, 5, generator=gen) * 4, -torch.rand(3, 5, generator=gen) * 4
+    mask = torch.ones(3, 5)
+    torch.testing.assert_close(obj.masked_mean(obj.kl_k3(logp, ref), mask), obj.kl_to_reference(logp, ref, mask))
+    torch.testing.assert_close(obj.kl_k1(logp, ref), logp - ref)
