@@ -12,7 +12,10 @@ expectation over the teacher's answers (no sampling), so every curve is determin
   The old policy is refreshed every ``k`` steps.
 
 With ``k = 1`` every ratio is 1 at every step and PSFT takes exactly SFT's steps. Both have the same
-fixed point, :math:`\\pi = q`; the clip only bounds how far the policy moves between two refreshes.
+fixed point, :math:`\\pi = q`; the clip changes the path: it zeroes the push on an answer whose ratio passed
+:math:`1+\\epsilon` until the next refresh. Here every answer has its own logit and the step has no momentum, so
+with a one-answer teacher the policy then stands still; in a network, shared parameters and the optimiser's
+momentum keep moving a clipped token (notebook 05, section 5).
 Everything here is NumPy; :func:`collapse_widget` adds ipywidgets sliders around it.
 """
 

@@ -383,7 +383,8 @@ def check_psft_loss_impl(user_fn: Any) -> bool | None:
             "logp": edge["logp"], "old_logp": edge["old_logp"], "mask": edge["mask"], "clip": PSFT_CLIP}, False))
         return out
 
-    hint = "r = exp(logp - old_logp); loss = -masked mean of min(r, clamp(r, 1 - clip, 1 + clip))."
+    hint = ("each token's ratio comes from the two log-probabilities; apply PPO's clipped surrogate with an "
+            "advantage of one, average over the positions the mask keeps, and return a loss to minimise.")
     return check_implementation(user_fn, _psft_reference, cases, "psft", mistakes=_psft_loss_mistakes(), hint=hint,
                                 nonfinite_hint="masked positions may hold -inf; select with torch.where.",
                                 grad_of="logp")

@@ -174,7 +174,7 @@ def _clip_explorer_readout(epsilon: float, r: float) -> str:
 def clip_explorer(epsilon: float = PPO_CLIP, r: float = 1.3):
     """PPO's clipped surrogate and its slope against the ratio r, for Â = +1 and Â = -1.
 
-    Move ``ε`` to widen or narrow the trust region and ``r`` to read the surrogate and its
+    Move ``ε`` to widen or narrow the clip interval [1-ε, 1+ε] and ``r`` to read the surrogate and its
     derivative at one ratio. The figure is a PNG rendered with matplotlib's Agg backend and
     shown in an ``ipywidgets.Image`` (so it updates in place). Returns the widget box.
     """
