@@ -66,7 +66,7 @@ def check_gradient_is_zero(answer: Any, r: float, advantage: float, epsilon: flo
                 "unclipped term."
             )
         else:
-            why = "the ratio is inside the trust region (or on the unclipped side), so the slope is Â."
+            why = "the ratio is inside the clip interval (or on the unclipped side), so the slope is Â."
         return _report(True, why)
     if zero:
         return _report(

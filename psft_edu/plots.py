@@ -371,7 +371,7 @@ def plot_clipped_surrogate(epsilon: float = PPO_CLIP, advantage: float = 1.0, ax
     ax.plot(r, unclipped, ":", color="gray", label="r·Â (unclipped)")
     ax.plot(r, surrogate, color="tab:blue", label="min(r·Â, clip(r)·Â)")
     ax.plot(r, slope, color="tab:red", alpha=0.6, label="d/dr of the surrogate")
-    ax.axvspan(1 - epsilon, 1 + high, color="tab:green", alpha=0.1, label="trust region")
+    ax.axvspan(1 - epsilon, 1 + high, color="tab:green", alpha=0.1, label="clip interval [1-ε, 1+ε]")
     ax.set_xlabel("probability ratio r")
     ax.set_ylabel("surrogate value and its slope")
     ax.set_title(f"Â = {advantage:+g}, ε = {epsilon:g}")

@@ -166,7 +166,7 @@ def _clip_explorer_readout(epsilon: float, r: float) -> str:
         state = "gradient flows" if slope != 0 else "<b>clipped: zero gradient</b>"
         rows.append(f"<tr><td>Â = {advantage:+g}</td><td>{value:+.3f}</td><td>{slope:+g}</td><td>{state}</td></tr>")
     return (
-        f"<p>trust region [1-ε, 1+ε] = [{1 - epsilon:.2f}, {1 + epsilon:.2f}], probe ratio r = {r:.2f}</p>"
+        f"<p>clip interval [1-ε, 1+ε] = [{1 - epsilon:.2f}, {1 + epsilon:.2f}], probe ratio r = {r:.2f}</p>"
         "<table><tr><th></th><th>surrogate&nbsp;</th><th>d/dr&nbsp;</th><th></th></tr>" + "".join(rows) + "</table>"
     )
 
