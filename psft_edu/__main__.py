@@ -173,7 +173,7 @@ def cmd_train(args) -> int:
     # Every check comes before anything is written to --out: flags, the folder, the data, the model.
     spec = args.model or preset_name(args.preset)
     cfg = settings_from_args(TrainConfig, args, init=str(spec))
-    check_run_folder(args.out, args.resume, args.overwrite)
+    check_run_folder(args.out, args.resume, args.overwrite, model=args.model)
     records = read_jsonl(args.data) if args.data else load_split("sft_train")
     check_device(args.device)
     model, tokenizer = load_model_for_run(spec, args.device)
@@ -259,7 +259,7 @@ def cmd_rl(args) -> int:
     cfg = settings_from_args(RLConfig, args, init=str(args.init))
     check_device(args.device)
     prompts = load_prompts(args.split)  # the data is checked before anything is written
-    check_run_folder(args.out, args.resume, args.overwrite)
+    check_run_folder(args.out, args.resume, args.overwrite, model=args.init)
     model, tokenizer = load_model_for_run(args.init, args.device)
     check_model_fits(model, tokenizer)
     uncovered = uncovered_characters(tokenizer, prompts)

@@ -51,6 +51,7 @@ nb_execution_mode = "off"  # the committed outputs are the site: nothing is exec
 nb_ipywidgets_js = {{}}  # widget outputs need a live kernel; no widget scripts from a CDN
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_dmath_double_inline = True
+myst_heading_anchors = 3  # "notebook.ipynb#notation" links reach a section of another chapter
 html_static_path = ["_static"]
 html_css_files = ["psft-edu.css"]
 html_copy_source = True  # the download button serves the notebooks from _sources/
@@ -122,7 +123,11 @@ def write_book_source(src: str | Path, stage: str | Path, home: Home | None = No
 
     home = home or load_home()
     src, stage = Path(src), Path(stage)
+    if stage.is_symlink():
+        raise RuntimeError(f"{stage}: is a link; the site's source folder is never written or deleted through a link")
     if stage.exists():
+        if not (stage / "conf.py").is_file() or any(p.is_symlink() for p in stage.rglob("*")):
+            raise RuntimeError(f"{stage}: exists and is not a course-site source this command wrote; left alone")
         shutil.rmtree(stage)
     (stage / "_static").mkdir(parents=True)
     shutil.copytree(mathjax_dir(), stage / "_static" / "mathjax", ignore=shutil.ignore_patterns("*.py"))

@@ -263,6 +263,9 @@ def student_notebook(nb: Any) -> Any:
     return out
 
 
+STUDENT_MARK = ".psft-edu-student"  # marks a folder build_student wrote, so it may replace its notebooks
+
+
 def build_student(src: str | Path, out: str | Path) -> list[Path]:
     """Write the student edition of every notebook in ``src`` to ``out`` (replacing its notebooks).
 
@@ -273,9 +276,15 @@ def build_student(src: str | Path, out: str | Path) -> list[Path]:
 
     src, out = Path(src), Path(out)
     sources = notebooks_in(src)
+    if out.is_symlink() or (out / "results").is_symlink():
+        raise RuntimeError(f"{out}: is or holds a link; the student edition is never written through a link")
+    if out.exists() and not (out / STUDENT_MARK).is_file() and any(out.iterdir()):
+        raise RuntimeError(f"{out}: not empty and not a student edition written here; give a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
+    (out / STUDENT_MARK).write_text("written by python -m psft_edu.course student\n", encoding="utf-8")
     for old in out.glob("*.ipynb"):
-        old.unlink()
+        if old.is_file() and not old.is_symlink():
+            old.unlink()
     written = []
     for path in sources:
         nb = student_notebook(nbformat.read(path, as_version=4))

@@ -33,7 +33,7 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     folder = Path(path) if path else TOKENIZER_DIR
     if not (folder / "tokenizer.json").exists() and not (folder / "tokenizer_config.json").exists():
         raise FileNotFoundError(f"{folder}: no tokenizer here; run `python -m psft_edu data` to build it")
-    return AutoTokenizer.from_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
 
 
 def new_model(
@@ -89,12 +89,13 @@ def load_model(
         folder = str(spec)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: not a folder, a preset ({', '.join(PRESETS)}) or an hf:<id>")
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
+    # trust_remote_code=False: a folder's own Python code is never run (and never asked about)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, trust_remote_code=False)
     local = Path(folder)
     if local.is_dir() and not any((local / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         tokenizer = load_tokenizer()  # a model-only folder: it was trained with the project's tokenizer
     else:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(pick_device(str(device)) if device else pick_device())

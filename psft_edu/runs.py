@@ -80,16 +80,27 @@ def check_writable_folder(out: str | Path, flag: str = "--out") -> None:
         raise RunError(f"{flag} {out}: cannot write in {existing}")
 
 
-def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+def check_run_folder(
+    out: str | Path, resume: bool = False, overwrite: bool = False, model: str | Path | None = None
+) -> None:
     """Refuse an ``--out`` that cannot hold this run, before anything is written.
 
     ``out`` must be a writable folder (or creatable under a writable one). With ``resume`` it
-    must hold ``checkpoint.pt``; without, it must not hold a run unless ``overwrite``.
+    must hold ``checkpoint.pt``; without, it must not hold a run unless ``overwrite``. It must not be
+    empty text, a link (nor may its ``model/``), or the ``model`` folder being fine-tuned.
     Raises :class:`RunError` with one line.
     """
+    if not str(out).strip():
+        raise RunError("--out is empty: give the folder the run should be written to")
     out = Path(out)
     if resume and overwrite:
         raise RunError("--resume and --overwrite exclude each other: continue the run or replace it")
+    for path in (out, out / "model", out / "model.old"):
+        if path.is_symlink():
+            raise RunError(f"--out {out}: {path} is a link; runs never write or delete through links, remove it first")
+    targets = (out.resolve(), (out / "model").resolve())
+    if model is not None and Path(model).is_dir() and Path(model).resolve() in targets:
+        raise RunError(f"--out {out}: that is the model being fine-tuned ({model}); give another folder")
     check_writable_folder(out)
     if resume:
         if not (out / "checkpoint.pt").is_file():
@@ -251,6 +262,25 @@ def git_commit() -> str:
         return ""
 
 
+def remove_made_folder(folder: str | Path) -> None:
+    """Delete a folder of files this package wrote (a saved model), never following a link.
+
+    Everything is checked before anything is deleted: the folder itself must not be a link and may hold
+    only regular files; a link or a subfolder inside means someone else's files, and :class:`RunError`
+    says so in one line with nothing removed.
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        raise RunError(f"{folder}: not a folder this package wrote (a link or a file); left alone")
+    entries = list(folder.iterdir())
+    foreign = [p.name for p in entries if p.is_symlink() or not p.is_file()]
+    if foreign:
+        raise RunError(f"{folder}: holds {', '.join(sorted(foreign))}, which this package did not write; left alone")
+    for p in entries:
+        p.unlink()
+    folder.rmdir()
+
+
 def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
     """``save_pretrained`` into a temporary folder, then swap it into place."""
     folder = Path(folder)
@@ -261,13 +291,17 @@ def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     old = folder.with_name(folder.name + ".old")
+    for path in (folder, old):
+        if path.is_symlink():
+            remove_made_folder(tmp)
+            raise RunError(f"{path} is a link; a model is never saved or deleted through a link")
+    if old.exists():
+        remove_made_folder(old)  # left by an interrupted save
     if folder.exists():
         os.replace(folder, old)
     os.replace(tmp, folder)
     if old.exists():
-        for p in old.iterdir():
-            p.unlink()
-        old.rmdir()
+        remove_made_folder(old)
 
 
 # ---------------------------------------------------------------- the pieces a loop calls
@@ -392,6 +426,7 @@ __all__ = [
     "check_finite",
     "check_model_fits",
     "check_run_folder",
+    "remove_made_folder",
     "check_writable_folder",
     "config_differences",
     "git_commit",

@@ -414,3 +414,117 @@ def test_rl_sigterm_finishes_the_step_saves_and_resumes(tmp_path):
     model, tok = load_model("tiny")
     history = grpo(model, tok, prompts, cfg, out=tmp_path, eval_fn=lambda m, s: {}, progress=False, resume=True)
     assert [r["step"] for r in history] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- never touch what the program did not make
+
+
+def listing(root: Path) -> dict[str, str]:
+    """Every path under ``root`` (links not followed) with its kind and, for files, its text."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            out[key] = "link -> " + os.readlink(path)
+        elif path.is_file():
+            out[key] = path.read_text(errors="replace")
+        else:
+            out[key] = "dir"
+    return out
+
+
+def test_train_refuses_a_model_folder_that_is_a_link_and_deletes_nothing(tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model").symlink_to(theirs, target_is_directory=True)
+    before = listing(tmp_path)
+    assert train_cli(out, "--overwrite") == 2
+    assert "is a link" in one_error_line(capsys)
+    assert listing(tmp_path) == before
+
+
+def test_save_model_never_deletes_through_a_link(tmp_path):
+    from psft_edu.runs import RunError, save_model_atomic
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    (tmp_path / "model").symlink_to(theirs, target_is_directory=True)
+    model, tokenizer = load_model("tiny")
+    before = listing(tmp_path)
+    with pytest.raises(RunError, match="is a link"):
+        save_model_atomic(model, tokenizer, tmp_path / "model")
+    assert listing(tmp_path) == before  # the temporary save is gone too
+
+
+def test_a_leftover_folder_holding_foreign_things_is_left_alone(tmp_path):
+    from psft_edu.runs import RunError, remove_made_folder
+
+    old = tmp_path / "model.old"
+    (old / "sub").mkdir(parents=True)
+    (old / "config.json").write_text("{}")
+    before = listing(tmp_path)
+    with pytest.raises(RunError, match="did not write"):
+        remove_made_folder(old)
+    assert listing(tmp_path) == before
+    (old / "sub").rmdir()
+    remove_made_folder(old)  # only files it could have written: removed
+    assert not old.exists()
+
+
+@pytest.mark.parametrize("case", ["empty", "same as model"])
+def test_out_must_name_a_folder_other_than_the_model(case, tmp_path, capsys):
+    model_dir = tmp_path / "model_in"
+    model, tokenizer = load_model("tiny")
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = "" if case == "empty" else str(model_dir)
+    before = listing(tmp_path)
+    assert cli.main(["train", "--out", out, "--model", str(model_dir), *QUICK[2:]]) == 2
+    line = one_error_line(capsys)
+    assert ("empty" in line) if case == "empty" else ("the model being fine-tuned" in line)
+    assert listing(tmp_path) == before
+
+
+def test_a_model_folder_with_its_own_code_is_refused_without_running_it(tmp_path):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    marker = tmp_path / "ran.txt"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "psft-edu-unknown", "auto_map": {"AutoConfig": "code.Cfg", "AutoModelForCausalLM": "code.M"},
+    }))
+    (folder / "code.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    with pytest.raises(ValueError, match="custom code"):
+        load_model(str(folder))
+    assert not marker.exists()
+
+
+def test_student_edition_refuses_a_folder_it_did_not_write(tmp_path):
+    from psft_edu.course import build_student
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "my_work.ipynb").write_text("{}")
+    before = listing(tmp_path)
+    with pytest.raises(RuntimeError, match="not a student edition"):
+        build_student(REPO / "notebooks" / "01_lm_as_mdp.ipynb", mine)
+    assert listing(tmp_path) == before
+    out = tmp_path / "student"
+    build_student(REPO / "notebooks" / "01_lm_as_mdp.ipynb", out)
+    build_student(REPO / "notebooks" / "01_lm_as_mdp.ipynb", out)  # its own folder: replaced
+    assert (out / "01_lm_as_mdp.ipynb").is_file()
+
+
+def test_site_source_refuses_a_folder_it_did_not_write(tmp_path):
+    from psft_edu.book import write_book_source
+
+    stage = tmp_path / "source"
+    stage.mkdir()
+    (stage / "thesis.tex").write_text("mine")
+    before = listing(tmp_path)
+    with pytest.raises(RuntimeError, match="not a course-site source"):
+        write_book_source(REPO / "notebooks" / "01_lm_as_mdp.ipynb", stage)
+    assert listing(tmp_path) == before
