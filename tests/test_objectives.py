@@ -518,3 +518,37 @@ def test_k3_estimator_matches_the_reference_penalty():
     mask = torch.ones(3, 5)
     torch.testing.assert_close(obj.masked_mean(obj.kl_k3(logp, ref), mask), obj.kl_to_reference(logp, ref, mask))
     torch.testing.assert_close(obj.kl_k1(logp, ref), logp - ref)
+
+
+def test_unclippable_zone_holds_on_a_real_model() -> None:
+    """On the tiny model after a few large SFT steps on demonstrations: some tokens pass 1 + eps, and none of them
+    had pi_old > 1/(1+eps) (the ratio of a demonstrated token is at most 1/pi_old)."""
+    from psft_edu.data import collate, encode_records, load_split
+    from psft_edu.models import load_model
+    from psft_edu.objectives import unclippable
+
+    torch.manual_seed(0)
+    model, tokenizer = load_model("tiny")
+    ids, starts, _ = encode_records(load_split("sft_train")[:32], tokenizer, 64)
+    batch = collate(ids, starts, tokenizer.pad_token_id)
+
+    def logprobs():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        return obj.token_logprobs(logits, batch.targets)
+
+    with torch.no_grad():
+        old = logprobs()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(4):
+        optimiser.zero_grad()
+        obj.sft_loss(logprobs(), batch.mask).backward()
+        optimiser.step()
+    with torch.no_grad():
+        ratio = (logprobs() - old).exp()
+    eps = obj.PSFT_CLIP
+    on = batch.mask > 0
+    never = unclippable(old, eps) & on
+    passed = (ratio > 1 + eps) & on
+    assert never.any() and passed.any()  # both kinds of token occur
+    assert not (passed & never).any()
+    assert (ratio[never] <= 1.0 / old[never].exp() * (1 + 1e-4)).all()
