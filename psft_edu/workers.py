@@ -178,11 +178,21 @@ def run_tasks(
 
 
 def _stop(pool: ProcessPoolExecutor, running: dict[Future, int]) -> None:
-    """Ask running workers to stop (SIGTERM: a training run saves at its next safe point), then end the pool."""
-    for process in list(getattr(pool, "_processes", {}).values()):
+    """Ask running workers to stop (SIGTERM: a training run saves at its next safe point), then end the pool.
+
+    A worker still alive after the grace period (busy in a step that never checks for SIGTERM) is killed, so
+    that the pool's manager thread sees every worker gone and the interpreter can exit instead of waiting on it.
+    """
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
         if process.is_alive():
             process.terminate()
     wait(running, timeout=STOP_GRACE_SECONDS)
+    for process in processes:
+        process.join(timeout=1.0)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5.0)
     pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -105,8 +105,9 @@ def _make_dry_run(*args: str) -> str:
     if shutil.which("make") is None:
         pytest.skip("no make")
     stamp = ".venv/.psft-edu-installed"  # -o: treat the set-up as done, so only the target's own command is shown
-    done = subprocess.run(["make", "-n", "-o", stamp, *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=60, check=True)
+    # --no-print-directory: under an outer make (make test) the nested one would add "Entering directory" lines
+    command = ["make", "--no-print-directory", "-n", "-o", stamp, *args]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 
 
