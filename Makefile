@@ -51,8 +51,10 @@ test-browser: setup
 	$(TEST_ENV) $(if $(CHROMIUM),CHROMIUM=$(CHROMIUM)) $(PY) -m pytest -q -m browser tests
 
 # MODEL=hf:gpt2 (or a folder): a pretrained model as the base, mid-trained on the task world first.
+# Run again, it reuses the runs an earlier (or interrupted) call finished with the same settings; FRESH=1 starts over.
 compare: setup
-	$(PY) -m psft_edu compare --preset $(PRESET) --out runs/compare $(if $(MODEL),--model $(MODEL))
+	$(PY) -m psft_edu compare --preset $(PRESET) --out runs/compare $(if $(FRESH),--overwrite,--resume) \
+	  $(if $(MODEL),--model $(MODEL))
 
 bench: setup
 	$(PY) -m psft_edu bench --preset $(PRESET)

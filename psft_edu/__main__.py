@@ -11,12 +11,15 @@ saving a checkpoint. ``--debug`` (or ``PSFT_EDU_DEBUG=1``) shows the full traceb
 ``train --resume`` and ``rl --resume`` refuse settings that differ from the saved run, except
 how long it goes on and how often it evaluates and saves (``--max-steps`` / ``--steps``,
 ``--eval-every``, ``--save-every``; with ``--schedule cosine`` the decay follows ``--max-steps``,
-so it must stay). A folder that already holds a run is only replaced with ``--overwrite``.
+so it must stay). Every command that writes follows one rule (:func:`psft_edu.runs.claim_folder`): a new
+or empty ``--out``, or one the same command made; an earlier run is kept unless ``--resume`` or
+``--overwrite`` says otherwise; never through a link, never the model it reads, never two writers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from . import flags
 from .config import problem_with
-from .flags import FlagError, add_settings, flag, settings_from_args
+from .flags import FlagError, add_settings, command_line, flag, settings_from_args  # noqa: F401 (command_line: used by tests)
 from .models import PRESETS, preset_name
 from .presets import DEFAULT_PRESET, PRESET_ENV
 
@@ -38,13 +41,29 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what schedulers expect after SIGT
 DEBUG_ENV = "PSFT_EDU_DEBUG"
 
 
+def say_model_source(spec: str | Path | None) -> None:
+    """Print once per command where its model comes from (:func:`psft_edu.models.model_source`)."""
+    from .models import model_source
+
+    where = model_source(spec)
+    if where not in _SAID:
+        _SAID.add(where)
+        print(f"model: {where}", flush=True)
+
+
+_SAID: set[str] = set()
+
+
 def load_model_for_run(spec: str | Path | None, device: str | None = None):
-    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`."""
+    """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`;
+    where the model came from is printed once (:func:`say_model_source`)."""
     from .models import load_model
     from .runs import RunError
 
     try:
-        return load_model(spec, device=device)
+        loaded = load_model(spec, device=device)
+        say_model_source(spec)
+        return loaded
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as err:
@@ -63,15 +82,6 @@ def _check(option: str, value: float | int | None, check: str = "positive") -> N
     _require(problem is None, f"{option} {problem}")
 
 
-def _check_out_folder(out: str | None) -> None:
-    """An output folder (not a whole run) that must be creatable and writable."""
-    if out is None:
-        return
-    from .runs import check_writable_folder
-
-    check_writable_folder(out)  # only the location: these commands manage the runs inside it themselves
-
-
 def _workers_args(parser: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--resume`` of the commands that run many independent runs."""
     from .workers import usable_cores
@@ -85,6 +95,7 @@ def _workers_args(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true",
         help="reuse the runs an interrupted call into the same --out finished (the others start again)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace what an earlier call wrote into --out")
 
 
 def _preset_arg(parser: argparse.ArgumentParser, what: str = "model size") -> None:
@@ -94,37 +105,34 @@ def _preset_arg(parser: argparse.ArgumentParser, what: str = "model size") -> No
 
 
 def cmd_data(args) -> int:
-    from .data import check_data, write_data
+    from .data import DATA_DIR, all_data_files, check_data, write_data
+    from .paths import data_is_read_only
+    from .runs import RunError, claim_data_folder
 
     if args.check:
-        bad = check_data()
-        if bad:
-            print("data/ differs from the generator: " + ", ".join(bad), file=sys.stderr)
-            return 1
-        print("data/ matches the generator")
-        return 0
-    from .paths import data_is_read_only
-
+        bad = check_data(DATA_DIR)
+        print("data/ differs from the generator: " + ", ".join(bad) if bad else "data/ matches the generator",
+              file=sys.stderr if bad else sys.stdout)
+        return 1 if bad else 0
     if data_is_read_only():
-        print(
-            "error: the data inside the installed package is read-only; set PSFT_EDU_DATA=<folder> to write it there",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
-    for name in write_data():
+        raise RunError("the data inside the installed package is read-only; set PSFT_EDU_DATA=<folder> to write it")
+    claim_data_folder(DATA_DIR, {name.split("/")[0] for name in all_data_files()})
+    for name in write_data(DATA_DIR):
         print(f"wrote data/{name}")
     return 0
 
 
 def cmd_pretrain(args) -> int:
+    from .paths import user_checkpoint_dir
     from .pretrain import pretrain
-    from .runs import check_device
+    from .runs import check_device, claim_folder
 
     _check("--steps", args.steps)
     check_device(args.device)
-    _check_out_folder(args.out)
+    out = args.out if args.out is not None else user_checkpoint_dir(preset_name(args.preset))
+    claim_folder(out, "pretrain", overwrite=args.overwrite, can_resume=False)
 
-    out = pretrain(preset_name(args.preset), args.out, seed=args.seed, steps=args.steps, device=args.device)
+    out = pretrain(preset_name(args.preset), out, seed=args.seed, steps=args.steps, device=args.device)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"saved {out} ({manifest['train_seconds']} s)")
     for family, row in manifest["evaluation"]["results"].items():
@@ -135,29 +143,29 @@ def cmd_pretrain(args) -> int:
 def cmd_eval(args) -> int:
     from . import tasks
     from .data import eval_prompts
-    from .evaluate import evaluate_model
-    from .runs import check_device, check_model_fits
+    from .evaluate import EVAL_NEW_TOKENS, evaluate_model
+    from .runs import check_device, check_model_fits, check_prompt_room
 
     _check("--samples", args.samples)
     _check("--prompts", args.prompts)
     if args.out is not None:
-        from .runs import check_writable_folder
+        from .runs import check_out_file
 
-        _require(not Path(args.out).is_dir(), f"--out {args.out}: is a folder; eval writes one JSON file")
-        check_writable_folder(Path(args.out).absolute().parent, "--out")
+        check_out_file(args.out, "eval", args.overwrite)
     check_device(args.device)
     model, tokenizer = load_model_for_run(args.model or preset_name(args.preset), args.device)
     check_model_fits(model, tokenizer)
     families = args.families or list(tasks.FAMILIES)
-    result = evaluate_model(
-        model, tokenizer, {f: eval_prompts(f, args.prompts) for f in families}, args.samples, seed=args.seed
-    )
+    per_family = {f: eval_prompts(f, args.prompts) for f in families}
+    check_prompt_room(model, tokenizer, [p for ps in per_family.values() for p in ps], EVAL_NEW_TOKENS,
+                      "the evaluation prompts")
+    result = evaluate_model(model, tokenizer, per_family, args.samples, seed=args.seed)
     for family, row in result.items():
         print(f"{family:9s} " + "  ".join(f"{k}={v:.3f}" for k, v in row.items()))
     if args.out:
         from .data import atomic_write_bytes
 
-        table = {"model": str(args.model or preset_name(args.preset)), "prompts": args.prompts,
+        table = {"written_by": "eval", "model": str(args.model or preset_name(args.preset)), "prompts": args.prompts,
                  "samples": args.samples, "seed": args.seed, "results": result}
         atomic_write_bytes(Path(args.out), (json.dumps(table, indent=2) + "\n").encode())
         print(f"saved {args.out}")
@@ -165,9 +173,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .data import DATA_DIR, check_coverage, load_split, read_jsonl
+    from .data import DATA_DIR, check_coverage, check_lengths, load_split, read_jsonl
     from .evaluate import make_eval_fn
-    from .runs import check_device, check_model_fits, check_run_folder
+    from .runs import RECORDED_FLAGS, check_device, check_model_fits, check_run_folder, claim_folder
     from .train import TrainConfig, Trainer
 
     # Every check comes before anything is written to --out: flags, the folder, the data, the model.
@@ -179,9 +187,12 @@ def cmd_train(args) -> int:
     model, tokenizer = load_model_for_run(spec, args.device)
     check_model_fits(model, tokenizer, cfg.max_length)
     check_coverage(args.data or Path(DATA_DIR) / "sft_train.jsonl", records, tokenizer)
+    check_lengths(args.data or Path(DATA_DIR) / "sft_train.jsonl", records, tokenizer, cfg.max_length)
     eval_fn = None
     if not args.no_eval and not args.data:
         eval_fn = make_eval_fn(tokenizer, load_split("sft_val"), cfg.eval_prompts, cfg.eval_samples, cfg.seed)
+    claim_folder(args.out, "train", args.resume, args.overwrite, inputs=(args.model,))
+    RECORDED_FLAGS.update(data=str(Path(args.data).absolute()) if args.data else None, no_eval=args.no_eval)
     trainer = Trainer(model, tokenizer, records, cfg, out=args.out, eval_fn=eval_fn)
     trainer.train(resume=args.resume)
     last = trainer.history[-1] if trainer.history else {}
@@ -195,10 +206,13 @@ def cmd_train(args) -> int:
 
 def cmd_compare(args) -> int:
     from .compare import compare
+    from .runs import claim_folder, forget_results
 
     _check("--max-steps", args.max_steps)
     _check("--workers", args.workers)
-    _check_out_folder(args.out)
+    claim_folder(args.out, "compare", args.resume, args.overwrite, inputs=(args.model,))
+    forget_results(args.out, ("summary.json", "report.md"))
+    say_model_source(args.model or preset_name(args.preset))
 
     out = Path(args.out)
     seeds = tuple(args.seeds) if args.seeds else None
@@ -225,20 +239,23 @@ def cmd_bench(args) -> int:
     _check("--steps", args.steps)
     check_device(args.device)
     if args.out is not None:
-        _require(not Path(args.out).is_dir(), f"--out {args.out}: is a folder; bench writes one JSON file")
+        from .runs import check_out_file
+
+        check_out_file(args.out, "bench", args.overwrite)
 
     run_bench(preset_name(args.preset), steps=args.steps, device=args.device, out=args.out)
     return 0
 
 
 def cmd_sweep(args) -> int:
+    from .runs import claim_folder, forget_results
     from .sweep import KINDS, markdown_table, sweep
 
     _check("--max-steps", args.max_steps)
     _check("--lr", args.lr)
-    _check_out_folder(args.out)
-
     _check("--workers", args.workers)
+    claim_folder(args.out, "sweep", args.resume, args.overwrite)
+    forget_results(args.out, [f"{what}/summary.json" for what in (KINDS if args.what == "all" else (args.what,))])
     for what in KINDS if args.what == "all" else (args.what,):
         summary = sweep(
             what, args.preset, tuple(args.seeds) if args.seeds else None, args.out, args.max_steps, lr=args.lr,
@@ -252,14 +269,15 @@ def cmd_sweep(args) -> int:
 def cmd_rl(args) -> int:
     from . import tasks
     from .data import DataError, eval_prompts, uncovered_characters
-    from .evaluate import evaluate_model
+    from .evaluate import EVAL_NEW_TOKENS, evaluate_model
     from .grpo_loop import RLConfig, grpo, load_prompts
-    from .runs import check_device, check_model_fits, check_run_folder
+    from .runs import RECORDED_FLAGS, check_device, check_model_fits, check_prompt_room, check_run_folder, claim_folder
 
-    cfg = settings_from_args(RLConfig, args, init=str(args.init))
     check_device(args.device)
     prompts = load_prompts(args.split)  # the data is checked before anything is written
-    check_run_folder(args.out, args.resume, args.overwrite, model=args.init)
+    digest = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
+    cfg = settings_from_args(RLConfig, args, init=str(args.init), prompts=f"{args.split} (sha256 {digest})")
+    check_run_folder(args.out, args.resume, args.overwrite, model=args.init, command="rl")
     model, tokenizer = load_model_for_run(args.init, args.device)
     check_model_fits(model, tokenizer)
     uncovered = uncovered_characters(tokenizer, prompts)
@@ -267,11 +285,17 @@ def cmd_rl(args) -> int:
         raise DataError(
             f"{args.split}: prompts hold characters the tokenizer cannot encode: " + " ".join(map(repr, uncovered))
         )
+    split_file = args.split if Path(args.split).is_file() else None
+    check_prompt_room(model, tokenizer, prompts, cfg.max_new_tokens, args.split, path=split_file)
     per_family = {f: eval_prompts(f, cfg.eval_prompts) for f in tasks.FAMILIES}
+    check_prompt_room(model, tokenizer, [p for ps in per_family.values() for p in ps], EVAL_NEW_TOKENS,
+                      "the evaluation prompts")
 
     def eval_fn(m, step: int) -> dict:  # noqa: ARG001 (grpo passes the step)
         return evaluate_model(m, tokenizer, per_family, cfg.eval_samples, seed=cfg.seed)
 
+    claim_folder(args.out, "rl", args.resume, args.overwrite, inputs=(args.init,))
+    RECORDED_FLAGS.update(split=args.split)
     history = grpo(model, tokenizer, prompts, cfg, out=args.out, eval_fn=eval_fn, resume=args.resume)
     if history:
         first, last = history[0], history[-1]
@@ -287,45 +311,13 @@ def cmd_rl(args) -> int:
     return 0
 
 
-def _rl_starts(args) -> dict[str, str]:
-    """``rl-compare``'s starting checkpoints by run name: ``--sft``, ``--psft`` and every ``--init NAME=PATH``."""
-    suffix = f"_{args.tag}" if args.tag else ""
-    inits = {f"sft{suffix}": args.sft, f"psft{suffix}": args.psft}
-    for item in args.init or []:
-        name, sep, path = item.partition("=")
-        _require(bool(sep and name and path), f"--init takes NAME=PATH, got {item!r}")
-        inits[name] = path
-    for name, path in inits.items():
-        if not Path(path).is_dir() and path not in PRESETS and not path.startswith("hf:"):
-            raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
-    return inits
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces parsed ``args`` (recorded in results)."""
-    import shlex
-
-    words = ["python", "-m", "psft_edu", args.command]
-    for key, value in vars(args).items():
-        if key in ("func", "command") or value is None or value is False:
-            continue
-        if value is True:
-            words.append(flag(key))
-        elif isinstance(value, list):  # options given several times (action="append")
-            for item in value:
-                words += [flag(key), str(item)]
-        else:
-            words += [flag(key), str(value)]
-    return " ".join(shlex.quote(w) for w in words)
-
-
 def cmd_rl_compare(args) -> int:
     from . import tasks
     from .data import atomic_write_bytes, eval_prompts
     from .grpo_loop import RLConfig
     from .models import get_preset
-    from .rl_experiment import conditions, format_table, rl_after_finetuning, training_prompts
-    from .runs import check_device
+    from .rl_experiment import conditions, format_table, rl_after_finetuning, starting_points, training_prompts
+    from .runs import check_device, claim_folder, forget_results
 
     budget = get_preset(args.preset).rl
     for name, value in {**budget.config_kwargs(), "num_prompts": budget.num_prompts}.items():
@@ -336,12 +328,13 @@ def cmd_rl_compare(args) -> int:
     _check("--num-prompts", args.num_prompts)
     _check("--show-prompts", args.show_prompts, "non-negative")
     check_device(args.device)
-    _check_out_folder(args.out)
-    inits = _rl_starts(args)
+    inits = starting_points(args.sft, args.psft, args.tag, args.init)
     prompts = training_prompts(args.split, args.num_prompts, args.prompt_seed)  # checked before anything is written
     made = (
         {"num_prompts": args.num_prompts, "prompt_seed": args.prompt_seed} if args.split.startswith("generated") else {}
     )
+    claim_folder(args.out, "rl-compare", args.resume, args.overwrite, inputs=inits.values())
+    forget_results(args.out, ("rl_compare.json",))
     result = rl_after_finetuning(
         inits,
         prompts,
@@ -355,6 +348,7 @@ def cmd_rl_compare(args) -> int:
         device=args.device,
         extra_settings={"split": args.split, **made},
         workers=args.workers,
+        resume=args.resume,
     )
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(result, separators=(",", ":")).encode())
@@ -428,10 +422,7 @@ def _add_rl_commands(sub) -> None:
         "--show-prompts", type=int, default=4, help="in-domain prompts whose samples are kept at every evaluation"
     )
     p.add_argument("--json", default=None, help="also write the result here (e.g. notebooks/results/rl_small.json)")
-    p.add_argument(
-        "--workers", type=int, default=None,
-        help="GRPO runs at once, each in its own process with one torch thread (default: the usable cores)",
-    )
+    _workers_args(p)
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_rl_compare)
 
@@ -456,8 +447,10 @@ def _add_model_commands(sub) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="folder (default: data/checkpoints/<preset>; from an installed package, the user cache)",
+        help="folder (default: <cache>/checkpoints/<preset>, where $PSFT_EDU_CACHE or ~/.cache/psft-edu is the "
+        "cache; the shipped checkpoints are only replaced when --out names them)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace a base pretrained earlier into --out")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the data order (default: 0)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's pretraining budget)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
@@ -471,6 +464,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--samples", type=int, default=8, help="completions sampled per prompt, k of pass@k (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--out", default=None, metavar="FILE", help="also save the table as JSON in this file")
+    p.add_argument("--overwrite", action="store_true", help="replace a table an earlier eval saved in --out")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_eval)
 
@@ -502,7 +496,8 @@ def _add_experiment_commands(sub) -> None:
     _preset_arg(p)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per timing (default: the preset's)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
-    p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the table as JSON in this file")
+    p.add_argument("--overwrite", action="store_true", help="replace a table an earlier bench wrote in --out")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("sweep", help="neighbours and ablations (writes results under --out)")
@@ -556,6 +551,18 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    """The command, then its output folders released (a folder it left untouched is put back as it was)."""
+    from .runs import RECORDED_FLAGS, release_folders
+
+    _SAID.clear()  # each command says once where its models come from
+    try:
+        return args.func(args)
+    finally:
+        RECORDED_FLAGS.clear()
+        release_folders()
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .runs import Interrupted, TrainingError
@@ -563,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     args = flags.parse_args(build_parser(), argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        return args.func(args)
+        return _run_command(args)
     except Interrupted as err:
         print(str(err), file=sys.stderr)
         return EXIT_TERMINATED if err.signum == signal.SIGTERM else EXIT_INTERRUPTED

@@ -338,7 +338,7 @@ def run_bench(
 
     print_bench(results)
     if out:
-        atomic_write_bytes(Path(out), json.dumps(results, indent=2).encode())
+        atomic_write_bytes(Path(out), json.dumps({"written_by": "bench", **results}, indent=2).encode())
     return results
 
 

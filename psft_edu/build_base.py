@@ -18,7 +18,6 @@ there), unless ``$PSFT_EDU_BUILD_BASE`` says otherwise:
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -159,7 +158,6 @@ def ensure_base(preset: str, device: str | torch.device | None = None, progress:
             return target
         started = time.time()
         pretrain(p.name, out=target, device=str(device), progress=progress)
-        shutil.rmtree(target.with_name(target.name + ".run"), ignore_errors=True)  # the trainer's work folder
     print(
         f"built the `{p.name}` base in {format_duration(time.time() - started)}: {target}", file=sys.stderr, flush=True
     )

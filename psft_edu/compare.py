@@ -22,7 +22,6 @@ its folder, and ``resume`` reuses those. Writes ``summary.json``, ``report.md`` 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -33,7 +32,7 @@ import torch
 from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import make_eval_fn, sample
-from .models import checkpoint_path, get_preset, load_model
+from .models import get_preset, load_model, weights_fingerprint
 from .objectives import PSFT_CLIP
 from .presets import DEFAULT_PRESET, PRESETS, CompareSettings
 from .results import run_name, summarise_view
@@ -163,14 +162,8 @@ RESULT = "result.json"  # a finished run's result, in its folder: what `resume` 
 
 
 def base_fingerprint(base: str) -> str:
-    """What identifies the base model: the SHA-256 of its weights file (a preset's or a folder's)."""
-    folder = checkpoint_path(base) if base in PRESETS else Path(base)
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = folder / name
-        if path.exists():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """What identifies the base model: its weights' fingerprint (:func:`psft_edu.models.weights_fingerprint`)."""
+    return weights_fingerprint(base)
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,34 @@ def check_coverage(path: str | Path, records: list[dict[str, str]], tokenizer: P
     raise DataError(f"{path}: characters the tokenizer cannot encode: " + " ".join(repr(c) for c in bad))
 
 
+def record_line(path: str | Path, index: int) -> int:
+    """The line number (from 1) of record ``index`` (from 0) of a JSONL file: blank lines hold no record."""
+    with Path(path).open("rb") as handle:
+        seen = -1
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                seen += 1
+                if seen == index:
+                    return number
+    raise IndexError(f"{path} has no record {index}")
+
+
+def check_lengths(
+    path: str | Path, records: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> None:
+    """Refuse records whose prompt leaves no completion token within ``max_length`` (they would train on nothing,
+    and fail at the step that draws them): :class:`DataError` ``"<file>:<line>: ..."`` for the first one."""
+    lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]]
+    for index, length in enumerate(lengths):
+        if length >= max_length:
+            too_long = sum(n >= max_length for n in lengths)
+            more = f" ({too_long - 1} more records like it)" if too_long > 1 else ""
+            raise DataError(
+                f"{path}:{record_line(path, index)}: the prompt is {length} tokens, so --max-length {max_length} "
+                f"leaves no completion token to train on{more}"
+            )
+
+
 # ---------------------------------------------------------------- tokenizer
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -339,6 +367,8 @@ def eval_prompts(
 
 
 __all__ = [
+    "check_lengths",
+    "record_line",
     "Batch",
     "DataError",
     "TOKENIZER_DIR",

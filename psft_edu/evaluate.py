@@ -45,6 +45,9 @@ def _forward(model: torch.nn.Module, input_ids: torch.Tensor, attention: torch.T
     return out.cache, out.logits[:, -1].float()
 
 
+EVAL_NEW_TOKENS = 12  # longest sampled completion when evaluating, in tokens
+
+
 @torch.no_grad()
 def sample(
     model: torch.nn.Module,
@@ -52,7 +55,7 @@ def sample(
     prompts: list[str],
     num_samples: int = 1,
     temperature: float = 1.0,
-    max_new_tokens: int = 12,
+    max_new_tokens: int = EVAL_NEW_TOKENS,
     seed: int = 0,
     reference: torch.nn.Module | None = None,
 ) -> Samples:

@@ -52,7 +52,7 @@ FLAG_GROUPS: dict[str, str] = {
     **dict.fromkeys(("workers", "resume", "device", "threads", "debug"), EXECUTION_GROUP),
 }
 #: Keys of a run's ``config.json`` that record the run rather than set it.
-RECORD_KEYS = ("commit", "command")
+RECORD_KEYS = ("commit", "command", "prompts")  # recorded in config.json, not flags (``prompts``: rl's digest)
 #: Per command: a settings field recorded in ``config.json`` that is given by another flag.
 CONFIG_ALIASES: dict[str, dict[str, str]] = {"train": {"init": "model"}}
 
@@ -336,7 +336,26 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     return parser.parse_args(argv)
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces parsed ``args`` (recorded in results)."""
+    import shlex
+
+    words = ["python", "-m", "psft_edu", args.command]
+    for key, value in vars(args).items():
+        if key in ("func", "command") or value is None or value is False:
+            continue
+        if value is True:
+            words.append(flag(key))
+        elif isinstance(value, list):  # options given several times (action="append")
+            for item in value:
+                words += [flag(key), str(item)]
+        else:
+            words += [flag(key), str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 __all__ = [
+    "command_line",
     "COMPARE_TIME",
     "ConfigError",
     "FlagError",

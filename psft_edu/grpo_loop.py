@@ -77,6 +77,7 @@ class RLConfig:
     eval_prompts: int = setting(32, "evaluation prompts per task family", check="positive")
     eval_samples: int = setting(4, "samples per evaluation prompt (k of pass@k)", check="positive")
     init: str = setting("", "what the model was loaded from, recorded in config.json", cli=False)
+    prompts: str = setting("", "the prompts' source and the SHA-256 of their text (--resume refuses others)", cli=False)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -242,10 +243,10 @@ def _load_checkpoint(path: Path, model, optimizer, reference, cfg: RLConfig | No
             raise runs.RunError(f"{path}: --resume with other settings than the saved run ({'; '.join(differences)})")
         if state["step"] > cfg.steps:
             raise runs.RunError(f"{path}: the checkpoint is at step {state['step']}, past --steps {cfg.steps}")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    runs.restore_state(path, "model weights", model, state["model"])
+    runs.restore_state(path, "optimizer state", optimizer, state["optimizer"])
     if reference is not None and state.get("reference") is not None:
-        reference.load_state_dict(state["reference"])
+        runs.restore_state(path, "reference model", reference, state["reference"])
     runs.restore_rng(state)
     return state["step"]
 

@@ -113,6 +113,7 @@ no ratio can push past the clip: :func:`psft_edu.objectives.unclippable`); for S
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -162,12 +163,12 @@ class PSFTTrainer(SFTTrainer):
         **kwargs: Any,
     ) -> None:
         self.spec = objectives.get_objective(objective)  # ValueError for an unknown name
-        if not clip > 0:
-            raise ValueError(f"clip must be positive, got {clip}")
+        if not (math.isfinite(clip) and clip > 0):
+            raise ValueError(f"clip must be a positive finite number, got {clip}")
         if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) or refresh_every < 1:
             raise ValueError(f"refresh_every must be an integer >= 1, got {refresh_every!r}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("PSFTTrainer computes its own loss; pass objective=... instead of compute_loss_func")
         if args is not None and getattr(args, "loss_type", "nll") != "nll":

@@ -5,13 +5,14 @@ All models are ``transformers.GPT2LMHeadModel``; a preset only picks its size.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
 # The data folder: the checkout's data/, the copy inside an installed package, or $PSFT_EDU_DATA.
-from .paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT, TOKENIZER_DIR, base_checkpoint_dir  # noqa: F401
+from .paths import CHECKPOINT_DIR, DATA_DIR, DATA_ENV, REPO_ROOT, TOKENIZER_DIR, base_checkpoint_dir  # noqa: F401
 
 # Presets (model size and every budget that goes with it) live in presets.py; re-exported here.
 from .presets import PRESET_ENV, PRESETS, Preset, get_preset, preset_name  # noqa: E402, F401
@@ -32,7 +33,8 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     """The project's character tokenizer (or the one saved at ``path``)."""
     folder = Path(path) if path else TOKENIZER_DIR
     if not (folder / "tokenizer.json").exists() and not (folder / "tokenizer_config.json").exists():
-        raise FileNotFoundError(f"{folder}: no tokenizer here; run `python -m psft_edu data` to build it")
+        where = f" (the data folder set by ${DATA_ENV})" if not path and os.environ.get(DATA_ENV) else ""
+        raise FileNotFoundError(f"{folder}: no tokenizer here{where}; run `python -m psft_edu data` to build it")
     return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
 
 
@@ -65,6 +67,108 @@ def checkpoint_path(preset: str) -> Path:
     return base_checkpoint_dir(preset_name(preset))
 
 
+def model_source(spec: str | Path | None) -> str:
+    """Where :func:`load_model` takes ``spec`` from, in words: the shipped base or the user's cache (for a preset),
+    a folder, or the hub."""
+    from .paths import base_source
+
+    name = preset_name(str(spec)) if spec is None or str(spec) in PRESETS else str(spec)
+    if name in PRESETS:
+        return base_source(name)
+    if name.startswith("hf:"):
+        return f"{name} (the Hugging Face hub, or its local cache)"
+    return f"{name} (a folder)"
+
+
+def weights_fingerprint(spec: str | Path) -> str:
+    """What identifies a model's weights: SHA-256 (16 hex digits) of its ``config.json`` and weights files.
+
+    ``spec`` is a preset name, a folder or ``hf:<id>`` (its local snapshot, when the hub cache has one;
+    otherwise the id itself stands in).
+    """
+    import hashlib
+
+    text = str(spec)
+    if text in PRESETS:
+        folder: Path | None = checkpoint_path(text)
+    elif text.startswith("hf:"):
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(text[3:], local_files_only=True))
+        except Exception:  # not in the local cache (or no hub library): the id is all there is
+            folder = None
+    else:
+        folder = Path(text)
+    digest = hashlib.sha256()
+    if folder is None or not folder.is_dir():
+        digest.update(text.encode())
+        return digest.hexdigest()[:16]
+    weights = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    for name in ("config.json", *weights):
+        path = folder / name
+        if path.is_file():
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+class WeightsMismatch(ValueError):
+    """A model folder whose weights do not cover its configuration (one line: the file and the first mismatch)."""
+
+
+def _load_weights(folder: str, dtype: torch.dtype) -> torch.nn.Module:
+    """``from_pretrained`` that refuses, rather than randomly initialises, what the weights do not cover.
+
+    ``trust_remote_code=False``: a folder's own Python code is never run (and never asked about). A
+    missing, unexpected or mis-shaped tensor raises :class:`WeightsMismatch` naming the weights file and
+    the first such tensor (transformers would otherwise fill the gap with random numbers and go on).
+    """
+    from transformers.utils import logging as hf_logging
+
+    weights = Path(folder, "model.safetensors") if Path(folder).is_dir() else Path(folder)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report is replaced by the one-line refusal below
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, trust_remote_code=False, output_loading_info=True
+        )
+    except RuntimeError as err:
+        if "mismatched" not in str(err):
+            raise
+        raise WeightsMismatch(f"{weights}: does not match config.json: {_first_shape_mismatch(folder)}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        names = sorted(map(str, info.get(kind) or ()))
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            what = {"missing_keys": "has no tensor", "unexpected_keys": "has a tensor config.json does not ask for",
+                    "mismatched_keys": "has a tensor of the wrong shape"}[kind]
+            raise WeightsMismatch(f"{weights}: {what}: {names[0]}{more}")
+    return model
+
+
+def _first_shape_mismatch(folder: str) -> str:
+    """The first tensor whose shape in the folder's weights differs from what its config.json builds."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+    path = Path(folder, "model.safetensors")
+    if not path.is_file():
+        return "tensor shapes differ"
+    with safe_open(str(path), framework="pt") as handle:
+        for key in sorted(handle.keys()):
+            shape = tuple(handle.get_slice(key).get_shape())
+            if key in expected and expected[key] != shape:
+                return f"{key} is {list(shape)} in the file, {list(expected[key])} by the config"
+    return "tensor shapes differ"
+
+
 def load_model(
     spec: str | Path | None = None, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
@@ -89,8 +193,7 @@ def load_model(
         folder = str(spec)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: not a folder, a preset ({', '.join(PRESETS)}) or an hf:<id>")
-    # trust_remote_code=False: a folder's own Python code is never run (and never asked about)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, trust_remote_code=False)
+    model = _load_weights(folder, dtype or torch.float32)
     local = Path(folder)
     if local.is_dir() and not any((local / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         tokenizer = load_tokenizer()  # a model-only folder: it was trained with the project's tokenizer

@@ -55,12 +55,12 @@ def data_is_read_only() -> bool:
 
 
 def user_checkpoint_dir(preset: str) -> Path:
-    """Where ``pretrain`` writes a preset's base model by default.
+    """Where ``pretrain`` writes a preset's base model by default: ``<cache>/checkpoints/<preset>``.
 
-    In a checkout (or with ``$PSFT_EDU_DATA``) that is ``<data>/checkpoints/<preset>``, as before;
-    from an installed package it is ``<cache>/checkpoints/<preset>``.
+    Never the shipped checkpoints (a checkout's ``data/checkpoints`` included): replacing those takes an
+    explicit ``--out``.
     """
-    return (cache_dir() / "checkpoints" if data_is_read_only() else CHECKPOINT_DIR) / preset
+    return cache_dir() / "checkpoints" / preset
 
 
 def built_checkpoint_dir(preset: str) -> Path:
@@ -69,17 +69,23 @@ def built_checkpoint_dir(preset: str) -> Path:
 
 
 def base_checkpoint_dir(preset: str) -> Path:
-    """The base checkpoint a preset name loads: the user's own (pretrained into the cache) first, else the shipped
-    one.
+    """The base checkpoint a preset name loads: the user's own (pretrained or built into the cache) first, else
+    the shipped one (:func:`base_source` says which, in words).
     """
     own = user_checkpoint_dir(preset)
     if (own / "config.json").exists():
         return own
-    built = built_checkpoint_dir(preset)
-    if (built / "config.json").exists():
-        return built
     shipped = CHECKPOINT_DIR / preset
     return shipped if (shipped / "config.json").exists() else own
+
+
+def base_source(preset: str) -> str:
+    """Where a preset's base comes from, for a message: ``"<folder> (shipped with the course)"`` or
+    ``"<folder> (your cache: pretrained or built on this machine)"``."""
+    folder = base_checkpoint_dir(preset)
+    if folder.is_relative_to(CHECKPOINT_DIR):
+        return f"{folder} (shipped with the course)"
+    return f"{folder} (your cache: pretrained or built on this machine; {CACHE_ENV} moves it)"
 
 
 __all__ = [
@@ -95,6 +101,7 @@ __all__ = [
     "SHIPPED_ROOT",
     "TOKENIZER_DIR",
     "base_checkpoint_dir",
+    "base_source",
     "built_checkpoint_dir",
     "cache_dir",
     "data_is_read_only",

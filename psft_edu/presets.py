@@ -176,7 +176,8 @@ def preset_name(name: str | None = None) -> str:
     """The preset to use: the argument, else ``$PSFT_EDU_PRESET``, else ``small``."""
     chosen = name or os.environ.get(PRESET_ENV) or DEFAULT_PRESET
     if chosen not in PRESETS:
-        raise ValueError(f"unknown preset {chosen!r}; choose from {', '.join(PRESETS)}")
+        where = "" if name else f" (from ${PRESET_ENV})"
+        raise ValueError(f"unknown preset {chosen!r}{where}; choose from {', '.join(PRESETS)}")
     return chosen
 
 

@@ -9,7 +9,6 @@ ones (:func:`psft_edu.tasks.pretrain_completion`).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +19,11 @@ from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import evaluate_model
 from .models import get_preset, load_tokenizer, new_model, pick_device
 from .paths import user_checkpoint_dir
-from .runs import git_commit, save_model_atomic
+from .runs import MARKER, command_line_of_process, git_commit, remove_made_folder, save_model_into
 from .train import TrainConfig, Trainer
 
 MANIFEST = "manifest.json"
+TRAINING = "training"  # sub-folder of the training log (metrics.jsonl, config.json)
 MANIFEST_PROMPTS = 100  # prompts per family in the manifest's evaluation table
 MANIFEST_SAMPLES = 8
 MANIFEST_SEED = 0
@@ -67,15 +67,20 @@ def pretrain(
         log_mechanism=False,
     )
     started = time.time()
-    work = out.with_name(out.name + ".run")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / MARKER, json.dumps({"command": "pretrain"}).encode())
+    work = out / TRAINING  # the trainer's log; its checkpoint and model copy are removed once the model is saved
     Trainer(model, tokenizer, load_split("pretrain"), cfg, out=work, progress=progress).train()
     seconds = time.time() - started
     model.eval()
     table = base_evaluation(model, tokenizer, prompts=eval_prompts)
-    save_model_atomic(model, tokenizer, out)
+    save_model_into(model, tokenizer, out)
+    (work / "checkpoint.pt").unlink(missing_ok=True)
+    if (work / "model").is_dir():
+        remove_made_folder(work / "model")
     manifest = {
         "preset": p.name,
-        "command": " ".join(["python -m psft_edu", *sys.argv[1:]]),
+        "command": command_line_of_process(),
         "seed": seed,
         "steps": cfg.max_steps,
         "commit": git_commit(),

@@ -27,7 +27,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .data import atomic_write_bytes, load_split
-from .models import load_model, pick_device
+from .models import load_model, pick_device, weights_fingerprint
 from .paths import DATA_DIR
 from .runs import git_commit, save_model_atomic
 from .stats import describe, paired_difference
@@ -117,7 +117,9 @@ def midtrain(
     """
     steps = steps or MIDTRAIN_STEPS
     out = Path(out)
-    settings = {"source": str(spec), "steps": steps, "lr": lr, "batch": batch, "seed": seed}
+    # The source's weights are part of the key: a folder whose weights changed is mid-trained again.
+    settings = {"source": str(spec), "weights": weights_fingerprint(spec), "steps": steps, "lr": lr, "batch": batch,
+                "seed": seed}
     manifest_path = out / MANIFEST
     if (out / "config.json").exists() and manifest_path.exists():
         previous = json.loads(manifest_path.read_text())

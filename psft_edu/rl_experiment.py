@@ -9,6 +9,7 @@ draws training prompts that are in none of the shipped splits. The tables of the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -179,6 +180,45 @@ def rl_run(
     }
 
 
+def starting_points(sft: str, psft: str, tag: str = "", more: list[str] | None = None) -> dict[str, str]:
+    """``rl-compare``'s starting checkpoints by run name: ``--sft``, ``--psft`` (names suffixed with ``tag``) and
+    every ``--init NAME=PATH`` in ``more``. A malformed item is a ValueError, a missing folder FileNotFoundError."""
+    from .presets import PRESETS
+
+    suffix = f"_{tag}" if tag else ""
+    inits = {f"sft{suffix}": sft, f"psft{suffix}": psft}
+    for item in more or []:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise ValueError(f"--init takes NAME=PATH, got {item!r}")
+        inits[name] = path
+    for name, path in inits.items():
+        if not Path(path).is_dir() and path not in PRESETS and not path.startswith("hf:"):
+            raise FileNotFoundError(f"{name}: no such checkpoint folder: {path}")
+    return inits
+
+
+def _reused_and_todo(inits: dict, prompts: list[str], settings: dict, common: dict, out: Path | None, resume: bool):
+    """Runs an earlier call finished (with ``resume``: same start weights, settings and prompts), and the tasks of
+    the others; each task keeps its result, with its key, in ``out/<name>/result.json``."""
+    from .compare import _keyed, _reused, base_fingerprint
+    from .workers import Task
+
+    digest = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
+    runs: dict[str, dict] = {}
+    tasks = []
+    for name, init in inits.items():
+        folder = out / name if out is not None else None
+        key = json.dumps([name, str(init), base_fingerprint(str(init)), settings, digest], sort_keys=True)
+        stored = _reused(folder, key, resume)
+        if stored is not None:
+            runs[name] = stored
+            continue
+        kwargs = {"fn": rl_run, "key": key, "folder": folder, "kwargs": {"name": name, "init": str(init), **common}}
+        tasks.append((name, Task(f"GRPO from {name}", _keyed, kwargs)))
+    return runs, tasks
+
+
 def rl_after_finetuning(
     inits: dict[str, str | Path],
     prompts: list[str],
@@ -193,6 +233,7 @@ def rl_after_finetuning(
     device: str | None = None,
     extra_settings: dict | None = None,
     workers: int | None = None,
+    resume: bool = False,
 ) -> dict:
     """GRPO from each checkpoint in ``inits`` with one config and seed; a JSON-able result.
 
@@ -211,9 +252,11 @@ def rl_after_finetuning(
     families and ``summary``, ``samples``), ``before``/``after`` the first and last of them,
     ``table`` the headline numbers of :func:`_summary_row`; ``extra_settings`` (e.g. how the prompts
     were made) are recorded with the settings. With ``out``, each run's files
-    go to ``out/<name>/`` and the result to ``out/rl_compare.json``.
+    go to ``out/<name>/`` and the result to ``out/rl_compare.json``; with ``resume`` too, a run an
+    interrupted call finished (``out/<name>/result.json``, same start weights, settings and prompts) is read
+    back instead of run again.
     """
-    from .workers import Task, WorkerPool
+    from .workers import WorkerPool
 
     if not inits:
         raise ValueError("rl_after_finetuning needs at least one initial checkpoint")
@@ -222,20 +265,22 @@ def rl_after_finetuning(
     out = Path(out) if out is not None else None
     common = {"prompts": prompts, "cfg": cfg, "eval_prompts_per_family": eval_prompts_per_family, "samples": samples,
               "show_prompts": show_prompts, "show_samples": show_samples, "out": out, "device": device}
-    tasks = [Task(f"GRPO from {name}", rl_run, {"name": name, "init": str(init), **common})
-             for name, init in inits.items()]
-    with WorkerPool(min(workers or len(tasks), len(tasks)), progress=progress) as pool:
-        finished, timing = pool.run(tasks, "rl-compare")
-    runs = dict(zip(inits, finished))
+    settings = _settings(cfg, eval_prompts_per_family, samples, len(prompts), show_prompts, show_samples)
+    runs, tasks = _reused_and_todo(inits, prompts, settings, common, out, resume)
+    hint = "run the same command with --resume to reuse them" if out is not None else ""
+    with WorkerPool(min(workers or len(inits), len(inits)), progress=progress, resume_hint=hint) as pool:
+        finished, timing = pool.run([task for _, task in tasks], "rl-compare")
+    timing["reused"] = len(inits) - len(tasks)
+    runs.update({name: result for (name, _), result in zip(tasks, finished)})
+    runs = {name: runs[name] for name in inits}
+    for r in runs.values():
+        r.pop("key", None)
     preset = next((r.pop("preset") for r in runs.values() if r.get("preset")), "")
     for r in runs.values():
         r.pop("preset", None)
     result = {
         "preset": preset,
-        "settings": {
-            **_settings(cfg, eval_prompts_per_family, samples, len(prompts), show_prompts, show_samples),
-            **(extra_settings or {}),
-        },
+        "settings": {**settings, **(extra_settings or {})},
         "command": command,
         "runs": runs,
         "timing": timing,

@@ -29,6 +29,19 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .data import atomic_write_bytes
+from .outputs import (  # noqa: F401  (re-exported: the run machinery's errors and folder rule)
+    LOCK,
+    MARKER,
+    RunError,
+    check_out,
+    check_out_file,
+    check_writable_folder,
+    claim_data_folder,
+    claim_folder,
+    forget_results,
+    release_folders,
+    remove_made_folder,
+)
 
 
 class TrainingError(RuntimeError):
@@ -46,74 +59,36 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-class RunError(ValueError):
-    """A run folder or checkpoint that cannot be used as asked; the message is one line."""
-
-
 # Settings that may differ between a run and its ``--resume``: how long it goes on and how
 # often it evaluates and saves. Everything else must match the checkpoint's saved config.
 
-RUN_FILES = ("metrics.jsonl", "evals.jsonl", "checkpoint.pt", "model")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder`` (tried, since ``os.access`` says yes to root)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
-def check_writable_folder(out: str | Path, flag: str = "--out") -> None:
-    """``out`` must be a folder this process can write in, or one it can create (one-line :class:`RunError`)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{flag} {out}: is a file, not a folder")
-    existing = out.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunError(f"{flag} {out}: {existing} is a file, not a folder")
-    if not _writable(existing):
-        raise RunError(f"{flag} {out}: cannot write in {existing}")
-
-
 def check_run_folder(
-    out: str | Path, resume: bool = False, overwrite: bool = False, model: str | Path | None = None
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    model: str | Path | None = None,
+    command: str = "train",
 ) -> None:
-    """Refuse an ``--out`` that cannot hold this run, before anything is written.
+    """Refuse an ``--out`` that cannot hold this run of ``command``, before anything is written.
 
-    ``out`` must be a writable folder (or creatable under a writable one). With ``resume`` it
-    must hold ``checkpoint.pt``; without, it must not hold a run unless ``overwrite``. It must not be
-    empty text, a link (nor may its ``model/``), or the ``model`` folder being fine-tuned.
-    Raises :class:`RunError` with one line.
+    The rule of every writing command (:func:`check_out`: not empty text, not a link, not the
+    ``model`` being fine-tuned, not someone else's folder, an existing run only with ``resume`` or
+    ``overwrite``), and for a run: no link at ``model/`` or ``model.old``, and with ``resume`` a
+    ``checkpoint.pt`` to continue from. Raises :class:`RunError` with one line.
     """
-    if not str(out).strip():
-        raise RunError("--out is empty: give the folder the run should be written to")
+    check_out(out, command, resume, overwrite, inputs=(model,))
     out = Path(out)
-    if resume and overwrite:
-        raise RunError("--resume and --overwrite exclude each other: continue the run or replace it")
-    for path in (out, out / "model", out / "model.old"):
+    for path in (out / "model", out / "model.old"):
         if path.is_symlink():
             raise RunError(f"--out {out}: {path} is a link; runs never write or delete through links, remove it first")
-    targets = (out.resolve(), (out / "model").resolve())
-    if model is not None and Path(model).is_dir() and Path(model).resolve() in targets:
-        raise RunError(f"--out {out}: that is the model being fine-tuned ({model}); give another folder")
-    check_writable_folder(out)
-    if resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise RunError(
-                f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh"
-            )
-        return
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not overwrite:
-        raise RunError(
-            f"--out {out} already holds a run ({', '.join(found)}); "
-            "continue it with --resume or replace it with --overwrite"
-        )
+        foreign = sorted(p.name for p in path.iterdir() if p.is_symlink() or not p.is_file()) if path.is_dir() else []
+        if foreign:  # saving the model at the end would refuse to replace it: say so before training
+            raise RunError(f"--out {out}: {path} holds {foreign[0]}, which this package did not write; remove it first")
+    if resume and not (out / "checkpoint.pt").is_file():
+        raise RunError(f"--resume: {out} has no checkpoint.pt to continue from; run without --resume to start afresh")
 
 
 def check_device(name: str | None) -> None:
@@ -158,6 +133,32 @@ def check_model_fits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
         raise RunError(f"--max-length {max_length} is above the model's {positions} positions")
 
 
+def check_prompt_room(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int,
+    where: str,
+    path: str | Path | None = None,
+) -> None:
+    """Refuse prompts that, with ``max_new_tokens`` sampled after them, would run past the model's positions
+    (they fail mid-run otherwise): one-line :class:`RunError` naming the first, as ``path:line`` when the
+    prompts come from a JSONL file, else as ``where, prompt n``."""
+    from .data import record_line
+
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if positions is None or not prompts:
+        return
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    for index, length in enumerate(lengths):
+        if length + max_new_tokens > positions:
+            place = f"{path}:{record_line(path, index)}" if path else f"{where}, prompt {index + 1}"
+            raise RunError(
+                f"{place}: {length} prompt tokens + {max_new_tokens} new tokens run past the model's {positions} "
+                "positions"
+            )
+
+
 def config_differences(saved: dict, requested: dict, may_change: tuple[str, ...]) -> list[str]:
     """``"name: saved -> requested"`` for every setting that differs and may not change on resume."""
     return [
@@ -191,6 +192,17 @@ def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
         raise RunError(f"{path}: not a checkpoint of this package (missing model, optimizer, step or config)")
     return state
+
+
+def restore_state(path: str | Path, what: str, target, state: dict) -> None:
+    """``target.load_state_dict(state)``; a state that does not fit (another model's checkpoint) is a one-line
+    :class:`RunError` naming the checkpoint file, what part of it, and the first problem."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else type(err).__name__)
+        raise RunError(f"{path}: the {what} saved in it cannot be loaded into this run ({detail[:300]})") from None
 
 
 def write_checkpoint(state: dict, path: str | Path) -> None:
@@ -262,25 +274,6 @@ def git_commit() -> str:
         return ""
 
 
-def remove_made_folder(folder: str | Path) -> None:
-    """Delete a folder of files this package wrote (a saved model), never following a link.
-
-    Everything is checked before anything is deleted: the folder itself must not be a link and may hold
-    only regular files; a link or a subfolder inside means someone else's files, and :class:`RunError`
-    says so in one line with nothing removed.
-    """
-    folder = Path(folder)
-    if folder.is_symlink() or not folder.is_dir():
-        raise RunError(f"{folder}: not a folder this package wrote (a link or a file); left alone")
-    entries = list(folder.iterdir())
-    foreign = [p.name for p in entries if p.is_symlink() or not p.is_file()]
-    if foreign:
-        raise RunError(f"{folder}: holds {', '.join(sorted(foreign))}, which this package did not write; left alone")
-    for p in entries:
-        p.unlink()
-    folder.rmdir()
-
-
 def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
     """``save_pretrained`` into a temporary folder, then swap it into place."""
     folder = Path(folder)
@@ -302,6 +295,27 @@ def save_model_atomic(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
     os.replace(tmp, folder)
     if old.exists():
         remove_made_folder(old)
+
+
+def save_model_into(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
+    """Save a model's files into ``folder`` itself (a base checkpoint), each file swapped in by rename.
+
+    Unlike :func:`save_model_atomic` the folder is not replaced, so whatever else this package keeps
+    there (a manifest, a training log) stays; a file that is a link is refused, never written through.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".model."))
+    getattr(model, "_orig_mod", model).save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    links = sorted(p.name for p in tmp.iterdir() if (folder / p.name).is_symlink())
+    if links:
+        remove_made_folder(tmp)
+        raise RunError(f"{folder}: {links[0]} is a link; a model is never saved through a link")
+    for path in sorted(tmp.iterdir()):
+        os.replace(path, folder / path.name)
+    tmp.rmdir()
 
 
 # ---------------------------------------------------------------- the pieces a loop calls
@@ -329,9 +343,26 @@ def start_run_folder(out: Path, resume: bool, logs: Iterable[str] = ("metrics.js
     return False
 
 
+def command_line_of_process() -> str:
+    """This process's command, shell-quoted so it can be pasted back: ``python -m psft_edu ...`` for the CLI."""
+    import shlex
+
+    words = list(sys.argv)
+    if words and Path(words[0]).name == "__main__.py" and Path(words[0]).parent.name == "psft_edu":
+        words = ["python", "-m", "psft_edu", *words[1:]]
+    return shlex.join(words)
+
+
+#: Flags of the running command that are not settings fields but shape the run (``train --data``,
+#: ``--no-eval``; ``rl --split``): set by the command line, recorded in ``config.json`` so that it works
+#: as a ``--config`` file that reproduces the run.
+RECORDED_FLAGS: dict[str, object] = {}
+
+
 def write_run_header(out: Path, cfg) -> None:
-    """``out/config.json``: the run's settings (a dataclass), the package's commit and the command line."""
-    config = {**asdict(cfg), "commit": git_commit(), "command": " ".join(sys.argv)}
+    """``out/config.json``: the run's settings (a dataclass), the flags of :data:`RECORDED_FLAGS`, the package's
+    commit and the command line."""
+    config = {**asdict(cfg), **RECORDED_FLAGS, "commit": git_commit(), "command": command_line_of_process()}
     atomic_write_bytes(out / "config.json", json.dumps(config, indent=2).encode())
 
 
@@ -416,6 +447,14 @@ def rng_state() -> dict:
 
 
 __all__ = [
+    "LOCK",
+    "RECORDED_FLAGS",
+    "MARKER",
+    "check_out",
+    "check_out_file",
+    "claim_data_folder",
+    "claim_folder",
+    "release_folders",
     "Interrupted",
     "RunError",
     "StopSignals",
@@ -425,9 +464,11 @@ __all__ = [
     "check_device",
     "check_finite",
     "check_model_fits",
+    "check_prompt_room",
     "check_run_folder",
     "remove_made_folder",
     "check_writable_folder",
+    "command_line_of_process",
     "config_differences",
     "git_commit",
     "maybe_compile",
@@ -435,8 +476,10 @@ __all__ = [
     "read_log_until",
     "remove_stale_temporaries",
     "restore_rng",
+    "restore_state",
     "rng_state",
     "save_model_atomic",
+    "save_model_into",
     "start_run_folder",
     "write_checkpoint",
     "write_run_header",

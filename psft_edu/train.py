@@ -427,11 +427,11 @@ class Trainer:
             raise runs.RunError(
                 f"{path}: --resume with other training data than the saved run (--data or its contents differ)"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        runs.restore_state(path, "model weights", self.model, state["model"])
+        runs.restore_state(path, "optimizer state", self.optimizer, state["optimizer"])
+        runs.restore_state(path, "schedule", self.scheduler, state["scheduler"])
         if self.reference is not None and state.get("reference") is not None:
-            self.reference.load_state_dict(state["reference"])
+            runs.restore_state(path, "reference model", self.reference, state["reference"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         runs.restore_rng(state)
         if self.out is not None:

@@ -9,6 +9,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# A cache of its own: a base the developer pretrained into ~/.cache/psft-edu would replace the shipped one.
+if "PSFT_EDU_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["PSFT_EDU_CACHE"] = tempfile.mkdtemp(prefix="psft-edu-test-cache-")
 
 import random  # noqa: E402
 

@@ -95,7 +95,7 @@ def run_pretrain(tmp: Path, monkeypatch) -> dict:
         pretrain, "base_evaluation", lambda model, tokenizer, prompts=None: full(model, tokenizer, prompts=PROMPTS)
     )
     out = pretrain.pretrain("tiny", out=tmp / "base", steps=3, device="cpu")
-    lines = (out.with_name(out.name + ".run") / "metrics.jsonl").read_text().splitlines()
+    lines = (out / pretrain.TRAINING / "metrics.jsonl").read_text().splitlines()
     manifest = json.loads((out / pretrain.MANIFEST).read_text())
     return {"metrics": [json.loads(line) for line in lines], "evaluation": manifest["evaluation"]["results"]}
 

@@ -180,10 +180,11 @@ def test_an_rl_runs_config_json_is_a_config_file(tmp_path):
 
     cfg = RLConfig(lr=3e-5, steps=7, clip_high=0.5, beta=0.01, temperature=0.7, init="runs/sft/model")
     (tmp_path / "config.json").write_text(
-        json.dumps({**asdict(cfg), "commit": "abc", "command": "python -m psft_edu rl ..."}, indent=2)
+        json.dumps({**asdict(cfg), "split": "eval/add", "commit": "abc", "command": "python -m psft_edu rl ..."},
+                   indent=2)
     )
     args = _parse(["rl", "--config", str(tmp_path / "config.json"), "--out", "y"])
-    assert args.init == "runs/sft/model"
+    assert args.init == "runs/sft/model" and args.split == "eval/add"
     assert settings_from_args(RLConfig, args, init=args.init) == cfg
 
 
@@ -193,16 +194,20 @@ def test_a_train_runs_config_json_reproduces_the_run(tmp_path):
 
     from psft_edu.__main__ import main
 
+    from psft_edu.data import jsonl_bytes, load_split
+
     first, second = tmp_path / "first", tmp_path / "second"
-    common = ["--no-eval"]
+    data = tmp_path / "mine.jsonl"
+    data.write_bytes(jsonl_bytes(load_split("sft_train")[:40]))
     assert main(["train", "--preset", "tiny", "--out", str(first), "--max-steps", "3", "--global-batch", "16",
                  "--mini-batch", "8", "--lr", "1e-3", "--clip", "inf", "--save-every", "0", "--no-log-mechanism",
-                 *common]) == 0
-    assert main(["train", "--config", str(first / "config.json"), "--out", str(second), *common]) == 0
+                 "--no-eval", "--data", str(data)]) == 0
+    assert main(["train", "--config", str(first / "config.json"), "--out", str(second)]) == 0  # --data, --no-eval too
 
     def settings(run):
         return {k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "command"}
 
     assert settings(second) == settings(first)
     assert settings(first)["clip"] == math.inf and settings(first)["init"] == "tiny"
+    assert settings(first)["data"] == str(data) and settings(first)["no_eval"] is True
     assert (second / "metrics.jsonl").read_text() == (first / "metrics.jsonl").read_text()

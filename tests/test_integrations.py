@@ -327,7 +327,7 @@ def test_a_registered_objective_trains_through_psft_trainer(base, dataset, tmp_p
 def test_rejects_bad_arguments(base, dataset, tmp_path):
     model, tok = base
     bad_arguments = ({"objective": "ppo"}, {"objective": "unknown"}, {"refresh_every": 0}, {"refresh_every": 2.0},
-                     {"clip": 0.0}, {"beta": -1.0})
+                     {"clip": 0.0}, {"beta": -1.0}, {"beta": float("nan")}, {"clip": float("inf")})
     for bad in bad_arguments:
         with pytest.raises(ValueError):
             PSFTTrainer(model, config(tmp_path), train_dataset=dataset, processing_class=tok, **bad)

@@ -88,6 +88,16 @@ def test_midtrain_saves_a_dropout_free_base_and_reuses_it(hub_like_model, tmp_pa
     assert midtrain(str(hub_like_model), out, steps=3, batch=16, lr=1e-3, progress=False) == out
     with pytest.raises(pytest.fail.Exception, match="trained again"):
         midtrain(str(hub_like_model), out, steps=4, batch=16, lr=1e-3, progress=False)
+    # Same settings but the source's weights changed: the cached base is stale, so it is trained again.
+    changed = tmp_path / "changed"
+    original.transformer.wte.weight.data.add_(0.01)
+    original.save_pretrained(changed)
+    tok.save_pretrained(changed)
+    manifest = json.loads((out / "midtrain.json").read_text())
+    manifest["settings"]["source"] = str(changed)  # as if `changed` had been mid-trained before its weights moved
+    (out / "midtrain.json").write_text(json.dumps(manifest))
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        midtrain(str(changed), out, steps=3, batch=16, lr=1e-3, progress=False)
 
 
 def test_compare_with_a_pretrained_model_reports_perplexity(hub_like_model, tmp_path):

@@ -60,6 +60,15 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
+def mark(out: Path, command: str) -> Path:
+    """A folder as ``command`` leaves it (its marker), for tests that craft the rest by hand."""
+    from psft_edu.runs import MARKER
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"command": command}))
+    return out
+
+
 class Crafted:
     """Unpickling this runs code: it writes ``marker`` (what a malicious checkpoint would do)."""
 
@@ -76,7 +85,7 @@ class Crafted:
 @pytest.mark.parametrize("command", ["train", "rl"])
 def test_crafted_checkpoint_runs_nothing_and_is_refused(command, tmp_path, capsys):
     out, marker = tmp_path / "run", tmp_path / "marker"
-    out.mkdir()
+    mark(out, command)
     torch.save({"model": Crafted(marker), "optimizer": {}, "step": 1, "config": {}}, out / "checkpoint.pt")
     if command == "train":
         code = train_cli(out, "--resume")
@@ -438,7 +447,7 @@ def test_train_refuses_a_model_folder_that_is_a_link_and_deletes_nothing(tmp_pat
     theirs.mkdir()
     (theirs / "notes.txt").write_text("mine")
     out = tmp_path / "run"
-    out.mkdir()
+    mark(out, "train")
     (out / "model").symlink_to(theirs, target_is_directory=True)
     before = listing(tmp_path)
     assert train_cli(out, "--overwrite") == 2
@@ -485,7 +494,7 @@ def test_out_must_name_a_folder_other_than_the_model(case, tmp_path, capsys):
     before = listing(tmp_path)
     assert cli.main(["train", "--out", out, "--model", str(model_dir), *QUICK[2:]]) == 2
     line = one_error_line(capsys)
-    assert ("empty" in line) if case == "empty" else ("the model being fine-tuned" in line)
+    assert ("empty" in line) if case == "empty" else ("the model folder this command reads" in line)
     assert listing(tmp_path) == before
 
 
@@ -528,3 +537,234 @@ def test_site_source_refuses_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(RuntimeError, match="not a course-site source"):
         write_book_source(REPO / "notebooks" / "01_lm_as_mdp.ipynb", stage)
     assert listing(tmp_path) == before
+
+
+# ---------------------------------------------------------------- one rule for every command that writes a folder
+
+# Each command with the quickest arguments that would run; the folder's checks come before any work.
+WRITERS = {
+    "train": lambda out: ["train", "--out", out, *QUICK],
+    "rl": lambda out: ["rl", "--out", out, *RL_QUICK, "--steps", "1"],
+    "pretrain": lambda out: ["pretrain", "--preset", "tiny", "--steps", "1", "--out", out],
+    "compare": lambda out: ["compare", "--preset", "tiny", "--max-steps", "1", "--no-long", "--out", out],
+    "rl-compare": lambda out: ["rl-compare", "--sft", "tiny", "--psft", "tiny", "--preset", "tiny", "--out", out],
+    "sweep": lambda out: ["sweep", "--preset", "tiny", "--what", "clip", "--max-steps", "1", "--out", out],
+}
+
+
+def refused(tmp_path: Path, capsys, argv: list[str], expected: str) -> None:
+    """``argv`` exits with 2 and one line holding ``expected``, and nothing under ``tmp_path`` changes."""
+    before = listing(tmp_path)
+    assert cli.main(argv) == 2
+    line = one_error_line(capsys)
+    assert expected in line, line
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_folder_of_someone_elses_files_is_refused(command, tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    refused(tmp_path, capsys, WRITERS[command](str(theirs)), "holds files this package did not write (notes.txt)")
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_run_of_another_command_is_refused(command, tmp_path, capsys):
+    other = "rl" if command == "train" else "train"
+    out = mark(tmp_path / "run", other)
+    (out / "metrics.jsonl").write_text("{}\n")
+    refused(tmp_path, capsys, WRITERS[command](str(out)), f"holds a {other} run, not a {command} one")
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_an_earlier_run_is_kept_unless_resume_or_overwrite_says_otherwise(command, tmp_path, capsys):
+    out = mark(tmp_path / "run", command)
+    (out / "summary.json").write_text("{}")
+    how = "replace it with --overwrite" if command == "pretrain" else "continue it with --resume"
+    refused(tmp_path, capsys, WRITERS[command](str(out)), f"already holds a {command} run; {how}")
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_an_out_that_is_a_link_or_empty_is_refused(command, tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(theirs, target_is_directory=True)
+    refused(tmp_path, capsys, WRITERS[command](str(tmp_path / "link")), "is a link")
+    refused(tmp_path, capsys, WRITERS[command](""), "--out is empty")
+
+
+@pytest.mark.parametrize("command", ["eval", "bench"])
+def test_a_result_file_is_only_replaced_when_this_command_wrote_it(command, tmp_path, capsys):
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text('{"mine": 1}')
+    argv = [command, "--preset", "tiny", "--out", str(theirs)]
+    refused(tmp_path, capsys, argv, f"a file this package's {command} command did not write")
+    theirs.write_text(json.dumps({"written_by": command}))
+    refused(tmp_path, capsys, argv, "replace it with --overwrite")
+    (tmp_path / "link.json").symlink_to(theirs)
+    refused(tmp_path, capsys, [command, "--preset", "tiny", "--out", str(tmp_path / "link.json")], "is a link")
+
+
+def test_data_refuses_a_folder_that_holds_more_than_the_data(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    monkeypatch.setattr(data_module, "DATA_DIR", folder)
+    monkeypatch.setattr("psft_edu.paths.data_is_read_only", lambda: False)
+    refused(tmp_path, capsys, ["data"], "holds notes.txt, which is not the course's data")
+
+
+def test_a_second_process_writing_into_the_same_folder_is_refused(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from psft_edu.runs import claim_folder; "
+         f"claim_folder({str(out)!r}, 'train'); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused(tmp_path, capsys, WRITERS["train"](str(out)), f"another process (pid {holder.pid}) is writing into it")
+    finally:
+        holder.communicate("", timeout=30)
+    assert train_cli(out, "--overwrite") == 0  # the lock went with the process; the folder is a train run
+
+
+def test_a_command_refused_after_claiming_its_folder_leaves_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PSFT_EDU_CACHE", str(tmp_path / "cache"))  # no gpt2 base anywhere: compare refuses on a CPU
+    out = tmp_path / "new" / "compare"
+    refused(tmp_path, capsys, ["compare", "--preset", "gpt2", "--out", str(out), "--max-steps", "1"], "gpt2")
+    assert not (tmp_path / "new").exists()
+
+
+def test_pretrain_writes_into_the_cache_never_the_shipped_checkpoints(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PSFT_EDU_CACHE", str(tmp_path / "cache"))
+    shipped = REPO / "data" / "checkpoints"
+    before = listing(shipped)
+    assert cli.main(["pretrain", "--preset", "tiny", "--steps", "1"]) == 0
+    assert listing(shipped) == before
+    made = tmp_path / "cache" / "checkpoints" / "tiny"
+    assert (made / "config.json").is_file() and (made / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no work folder beside it
+    capsys.readouterr()
+    assert cli.main(["eval", "--preset", "tiny", "--prompts", "1", "--samples", "1", "--families", "add"]) == 0
+    assert f"model: {made} (your cache" in capsys.readouterr().out  # which base was loaded is said
+    monkeypatch.setenv("PSFT_EDU_CACHE", str(tmp_path / "empty"))
+    assert cli.main(["eval", "--preset", "small", "--prompts", "1", "--samples", "1", "--families", "add"]) == 0
+    assert "(shipped with the course)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- weights, lengths and resumes checked up front
+
+
+def _saved_tiny(folder: Path, **config_changes) -> Path:
+    """The tiny base saved to ``folder`` with ``config.json`` edited afterwards (weights unchanged)."""
+    model, tokenizer = load_model("tiny")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **config_changes}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [("more_layers", "has no tensor: transformer.h.2."), ("fewer_layers", "config.json does not ask for"),
+     ("wider", "does not match config.json: transformer.h.0.attn.c_attn.bias is [192] in the file, [384]")],
+)
+def test_weights_that_do_not_cover_the_config_are_refused(change, expected, tmp_path, capsys):
+    n_layer, n_embd = load_model("tiny")[0].config.n_layer, load_model("tiny")[0].config.n_embd
+    edits = {"more_layers": {"n_layer": n_layer + 1}, "fewer_layers": {"n_layer": n_layer - 1},
+             "wider": {"n_embd": 2 * n_embd}}[change]
+    folder = _saved_tiny(tmp_path / "model", **edits)
+    argv = ["eval", "--model", str(folder), "--prompts", "1", "--samples", "1", "--families", "add"]
+    refused(tmp_path, capsys, argv, f"{folder / 'model.safetensors'}: ")
+    cli.main(argv)
+    assert expected in one_error_line(capsys)
+
+
+def test_a_record_with_no_room_for_its_completion_is_named_before_training(tmp_path, capsys):
+    records = RECORDS[:8]
+    data = tmp_path / "data.jsonl"
+    long = {"prompt": "1+2=" * 40, "completion": " 3"}
+    data.write_bytes(jsonl_bytes([*records[:5], long, *records[5:]]))
+    out = tmp_path / "run"
+    refused(tmp_path, capsys, ["train", "--data", str(data), "--out", str(out), *QUICK, "--max-length", "64"],
+            f"{data}:6: the prompt is 160 tokens, so --max-length 64 leaves no completion token")
+
+
+def test_prompts_that_would_run_past_the_models_positions_are_refused(tmp_path, capsys):
+    positions = load_model("tiny")[0].config.n_positions
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_bytes(b'{"prompt": "1+2=", "completion": " 3"}\n\n{"prompt": "12+34+56=", "completion": " 1"}\n')
+    argv = ["rl", "--out", str(tmp_path / "run"), "--init", "tiny", "--split", str(prompts),
+            "--max-new-tokens", str(positions - 5), "--steps", "1"]
+    refused(tmp_path, capsys, argv, f"{prompts}:3: 9 prompt tokens + {positions - 5} new tokens run past the model's")
+
+
+def test_rl_resume_refuses_other_prompts(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert rl_cli(out, "--steps", "1") == 0
+    capsys.readouterr()
+    before = listing(tmp_path)
+    assert cli.main(["rl", "--out", str(out), *RL_QUICK[:2], "--split", "eval/sort", *RL_QUICK[4:], "--steps", "2",
+                     "--resume"]) == 2
+    line = one_error_line(capsys)
+    assert "--resume with other settings" in line and "prompts: 'eval/add" in line and "'eval/sort" in line
+    assert listing(tmp_path) == before
+
+
+def test_a_checkpoint_of_another_model_names_the_file_and_the_first_mismatch(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli(out, "--save-every", "1") == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["model"]["transformer.wte.weight"] = state["model"]["transformer.wte.weight"][:, :8].clone()
+    torch.save(state, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert train_cli(out, "--resume", "--max-steps", "3") == 2
+    line = one_error_line(capsys)
+    assert f"{out / 'checkpoint.pt'}: the model weights saved in it cannot be loaded into this run" in line
+    assert "(size mismatch for transformer.wte.weight: copying a param with shape torch.Size([44, 8])" in line
+
+
+def test_the_recorded_command_can_be_pasted_back(tmp_path):
+    import shlex
+    import subprocess
+    import sys
+
+    out = tmp_path / "run with space"
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    first = [sys.executable, "-m", "psft_edu", "train", "--out", str(out), *QUICK]
+    subprocess.run(first, check=True, capture_output=True, cwd=REPO, env=env, timeout=300)
+    words = shlex.split(json.loads((out / "config.json").read_text())["command"])
+    assert words[:3] == ["python", "-m", "psft_edu"] and words[3:] == first[3:]
+    again = subprocess.run([sys.executable, *words[1:], "--overwrite"], capture_output=True, text=True, cwd=REPO,
+                           env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_foreign_entry_in_model_or_model_old_is_refused_before_training(tmp_path, capsys):
+    out = mark(tmp_path / "run", "train")
+    (out / "metrics.jsonl").write_text("")
+    (out / "model.old" / "theirs").mkdir(parents=True)
+    refused(tmp_path, capsys, WRITERS["train"](str(out)) + ["--overwrite"], "model.old holds theirs")
+
+
+def test_an_interrupted_compare_never_leaves_the_old_report_beside_new_runs(tmp_path, capsys, monkeypatch):
+    from psft_edu import compare as compare_module
+
+    out = mark(tmp_path / "compare", "compare")
+    for name in ("summary.json", "report.md"):
+        (out / name).write_text("old")
+    (out / "notes.txt").write_text("the learner's")
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted("interrupted after 0 of 8 runs; the finished runs are kept")
+
+    monkeypatch.setattr(compare_module, "compare", interrupted)
+    assert cli.main(WRITERS["compare"](str(out)) + ["--resume"]) == 130
+    assert sorted(p.name for p in out.iterdir()) == sorted([".psft-edu-run", ".psft-edu-lock", "notes.txt"])
