@@ -193,7 +193,6 @@ def test_a_train_runs_config_json_reproduces_the_run(tmp_path):
     import json
 
     from psft_edu.__main__ import main
-
     from psft_edu.data import jsonl_bytes, load_split
 
     first, second = tmp_path / "first", tmp_path / "second"
