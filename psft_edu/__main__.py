@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import flags
 from .config import problem_with
-from .flags import FlagError, add_settings, command_line, flag, settings_from_args  # noqa: F401 (command_line: used by tests)
+from .flags import FlagError, add_settings, command_line, flag, settings_from_args
 from .models import PRESETS, preset_name
 from .presets import DEFAULT_PRESET, PRESET_ENV
 
