@@ -113,9 +113,24 @@ def probe_seconds_per_step(
 
 
 def estimate_build_seconds(preset: str, device: torch.device | str | None = None) -> tuple[float, float]:
-    """``(total seconds, seconds per step)`` of pretraining the preset's base on ``device``."""
-    per_step = probe_seconds_per_step(preset, device)
-    return per_step * get_preset(preset).pretrain_steps, per_step
+    """``(total seconds, seconds per step)`` of pretraining the preset's base on ``device``.
+
+    On the CPU a step is timed at two small batches and the time extended along the line through them
+    to the full batch: a step costs a fixed part plus a part per sequence, and scaling one small batch's
+    time by the batch ratio would multiply the fixed part too (for ``tiny`` that overstated the build
+    tens of times).
+    """
+    p = get_preset(preset)
+    device = torch.device(device) if device is not None else pick_device()
+    small, large = min(CPU_PROBE_BATCH, p.pretrain_batch), min(2 * CPU_PROBE_BATCH, p.pretrain_batch)
+    if device.type != "cpu" or large <= small:
+        per_step = probe_seconds_per_step(preset, device)
+    else:  # the probe reports its time scaled to the full batch: undo that, then fit time = fixed + slope * batch
+        at_small = probe_seconds_per_step(preset, device, batch=small) * small / p.pretrain_batch
+        at_large = probe_seconds_per_step(preset, device, batch=large) * large / p.pretrain_batch
+        slope = max(0.0, (at_large - at_small) / (large - small))
+        per_step = max(at_large, at_small + slope * (p.pretrain_batch - small))
+    return per_step * p.pretrain_steps, per_step
 
 
 def ensure_base(preset: str, device: str | torch.device | None = None, progress: bool = True) -> Path:

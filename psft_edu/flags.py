@@ -27,7 +27,7 @@ from typing import Any
 from .config import SettingError, choices_of
 
 #: compare --help: measured wall-clock time of `make compare` per preset (re-measure when the budgets change).
-COMPARE_TIME = "about 18 minutes at small on 2 shared cores, 2 workers (less on a quiet machine); tiny about 1 minute"
+COMPARE_TIME = "about 12 minutes at small on 2 quiet cores with 2 workers (20 with --workers 1); tiny about 1 minute"
 
 CONFIG_GROUP = "configuration"
 INPUT_GROUP = "model and data"

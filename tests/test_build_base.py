@@ -41,7 +41,7 @@ def tiny_gpt2(tmp_path, monkeypatch):
 
 
 def test_cpu_refuses_with_a_one_line_time_estimate_and_writes_nothing(tiny_gpt2, monkeypatch):
-    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None: 12.5)
+    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None, **kw: 12.5)
     with pytest.raises(BaseRefused) as err:
         load_model("gpt2")
     message = str(err.value)
@@ -60,9 +60,22 @@ def test_the_estimate_comes_from_timed_steps(tiny_gpt2):
     assert total == pytest.approx(again * TINY_GPT2.pretrain_steps)
 
 
+def test_the_cpu_estimate_fits_a_fixed_and_a_per_sequence_cost(tiny_gpt2, monkeypatch):
+    full = TINY_GPT2.pretrain_batch
+
+    def probe(preset, device=None, steps=2, batch=None):  # a step takes 0.5 s + 0.01 s per sequence
+        batch = batch or full
+        return (0.5 + 0.01 * batch) * full / batch  # what the probe reports: scaled to the full batch
+
+    monkeypatch.setattr(build_base, "probe_seconds_per_step", probe)
+    total, per_step = build_base.estimate_build_seconds("gpt2", "cpu")
+    assert per_step == pytest.approx(0.5 + 0.01 * full)  # scaling the 4-sequence time alone: 3.3x too much
+    assert total == pytest.approx(per_step * TINY_GPT2.pretrain_steps)
+
+
 def test_forced_build_on_cpu_caches_the_base_and_later_loads_reuse_it(tiny_gpt2, monkeypatch, capsys):
     monkeypatch.setenv(BUILD_ENV, "1")
-    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None: 0.01)
+    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None, **kw: 0.01)
     calls = []
     from psft_edu import pretrain as pretrain_module
 
@@ -151,7 +164,7 @@ def test_format_duration():
 
 
 def test_compare_cli_on_cpu_refuses_in_one_line(tiny_gpt2, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None: 4000.0)
+    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None, **kw: 4000.0)
     code = main(["compare", "--preset", "gpt2", "--seeds", "0", "--out", str(tmp_path / "runs"), "--no-long"])
     err = capsys.readouterr().err.strip()
     assert code == 2
