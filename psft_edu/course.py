@@ -263,7 +263,16 @@ def student_notebook(nb: Any) -> Any:
     return out
 
 
-STUDENT_MARK = ".psft-edu-student"  # marks a folder build_student wrote, so it may replace its notebooks
+STUDENT_MARK = ".psft-edu-student"  # marks a folder build_student wrote and lists the files it wrote there
+
+
+def _student_files(out: Path) -> list[Path]:
+    """The files an earlier :func:`build_student` wrote into ``out`` (listed in its mark; none for an older mark)."""
+    try:
+        names = json.loads((out / STUDENT_MARK).read_text(encoding="utf-8"))["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [out / name for name in names if ".." not in Path(name).parts and not Path(name).is_absolute()]
 
 
 def build_student(src: str | Path, out: str | Path) -> list[Path]:
@@ -280,21 +289,28 @@ def build_student(src: str | Path, out: str | Path) -> list[Path]:
         raise RuntimeError(f"{out}: is or holds a link; the student edition is never written through a link")
     if out.exists() and not (out / STUDENT_MARK).is_file() and any(out.iterdir()):
         raise RuntimeError(f"{out}: not empty and not a student edition written here; give a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STUDENT_MARK).write_text("written by python -m psft_edu.course student\n", encoding="utf-8")
-    for old in out.glob("*.ipynb"):
+    folder = src if src.is_dir() else src.parent
+    results = sorted(p for p in (folder / "results").rglob("*") if p.is_file()) if (folder / "results").is_dir() else []
+    targets = [out / path.name for path in sources] + [out / p.relative_to(folder) for p in results]
+    linked = [t for t in targets if t.is_symlink()]
+    if linked:
+        raise RuntimeError(f"{linked[0]}: is a link; the student edition is never written through a link")
+    for old in _student_files(out):  # what the previous build wrote, and nothing else (a learner's own files stay)
         if old.is_file() and not old.is_symlink():
             old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sources:
         nb = student_notebook(nbformat.read(path, as_version=4))
         target = out / path.name
         target.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
         written.append(target)
-    folder = src if src.is_dir() else src.parent
-    if (folder / "results").is_dir():
-        shutil.rmtree(out / "results", ignore_errors=True)
-        shutil.copytree(folder / "results", out / "results")
+    for path in results:
+        target = out / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    names = [str(t.relative_to(out)) for t in targets]
+    (out / STUDENT_MARK).write_text(json.dumps({"written": names}, indent=1) + "\n", encoding="utf-8")
     return written
 
 

@@ -525,6 +525,9 @@ def test_student_edition_refuses_a_folder_it_did_not_write(tmp_path):
     build_student(REPO / "notebooks" / "01_lm_as_mdp.ipynb", out)
     build_student(REPO / "notebooks" / "01_lm_as_mdp.ipynb", out)  # its own folder: replaced
     assert (out / "01_lm_as_mdp.ipynb").is_file()
+    (out / "my_scratch.ipynb").write_text("{}")  # a learner's own notebook beside the edition
+    build_student(REPO / "notebooks" / "01_lm_as_mdp.ipynb", out)
+    assert (out / "my_scratch.ipynb").read_text() == "{}"  # only what the edition wrote is replaced
 
 
 def test_site_source_refuses_a_folder_it_did_not_write(tmp_path):
