@@ -19,7 +19,6 @@ or empty ``--out``, or one the same command made; an earlier run is kept unless 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -268,14 +267,14 @@ def cmd_sweep(args) -> int:
 
 def cmd_rl(args) -> int:
     from . import tasks
-    from .data import DataError, eval_prompts, uncovered_characters
+    from .data import DataError, eval_prompts, prompts_digest, uncovered_characters
     from .evaluate import EVAL_NEW_TOKENS, evaluate_model
     from .grpo_loop import RLConfig, grpo, load_prompts
     from .runs import RECORDED_FLAGS, check_device, check_model_fits, check_prompt_room, check_run_folder, claim_folder
 
     check_device(args.device)
     prompts = load_prompts(args.split)  # the data is checked before anything is written
-    digest = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
+    digest = prompts_digest(prompts)
     cfg = settings_from_args(RLConfig, args, init=str(args.init), prompts=f"{args.split} (sha256 {digest})")
     check_run_folder(args.out, args.resume, args.overwrite, model=args.init, command="rl")
     model, tokenizer = load_model_for_run(args.init, args.device)

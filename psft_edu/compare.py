@@ -161,11 +161,6 @@ def evaluate_base(base: str, settings: CompareSettings, seed: int) -> dict:
 RESULT = "result.json"  # a finished run's result, in its folder: what `resume` reads back
 
 
-def base_fingerprint(base: str) -> str:
-    """What identifies the base model: its weights' fingerprint (:func:`psft_edu.models.weights_fingerprint`)."""
-    return weights_fingerprint(base)
-
-
 @dataclass(frozen=True)
 class View:
     """One set of runs over seeds: ``specs`` × ``settings.seeds``, in ``folder`` (None: nothing kept)."""
@@ -177,7 +172,7 @@ class View:
     keep_models: bool = True
 
 
-def _reused(folder: Path | None, key: str, resume: bool) -> dict | None:
+def stored_result(folder: Path | None, key: str, resume: bool) -> dict | None:
     """A finished run's result from an earlier, interrupted call (``resume``), if its key matches."""
     if not resume or folder is None or not (folder / RESULT).exists():
         return None
@@ -194,7 +189,7 @@ def run_views(
     The base is evaluated first (once per view and seed); then every fine-tuning run, the longest
     first. With ``resume``, runs whose ``result.json`` exists with the same settings are read back.
     """
-    fingerprint = base_fingerprint(base)
+    fingerprint = weights_fingerprint(base)
     phases: list[list[tuple[Task, tuple, Path | None, str]]] = [[], []]
     for view in views:
         for seed in view.settings.seeds:
@@ -233,12 +228,12 @@ def _run_phases(phases, views, base, fingerprint, resume, pool, done, timing) ->
                                           (view.tag, spec.name, seed), folder, key))
         todo = []
         for task, where, folder, key in phases[phase]:
-            stored = _reused(folder, key, resume)
+            stored = stored_result(folder, key, resume)
             if stored is not None:
                 done[where] = stored
             else:
                 todo.append((task, where, folder, key))
-        tasks = [replace(t, fn=_keyed, kwargs={"fn": t.fn, "key": key, "folder": folder, "kwargs": t.kwargs})
+        tasks = [replace(t, fn=keep_result, kwargs={"fn": t.fn, "key": key, "folder": folder, "kwargs": t.kwargs})
                  for t, _, folder, key in todo]
         results, phase_timing = pool.run(tasks, "evaluating the base" if phase == 0 else "fine-tuning")
         timing["phases"].append({"reused": len(phases[phase]) - len(todo), **phase_timing})
@@ -246,7 +241,7 @@ def _run_phases(phases, views, base, fingerprint, resume, pool, done, timing) ->
             done[where] = result
 
 
-def _keyed(fn, key: str, folder: Path | None, kwargs: dict) -> dict:
+def keep_result(fn, key: str, folder: Path | None, kwargs: dict) -> dict:
     """Run ``fn(**kwargs)`` and keep its result, stamped with ``key``, in ``folder/result.json``."""
     result = fn(**kwargs)
     result["key"] = key

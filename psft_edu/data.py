@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -152,6 +153,11 @@ def check_coverage(path: str | Path, records: list[dict[str, str]], tokenizer: P
                     + " ".join(repr(c) for c in here) + more
                 )
     raise DataError(f"{path}: characters the tokenizer cannot encode: " + " ".join(repr(c) for c in bad))
+
+
+def prompts_digest(prompts: list[str]) -> str:
+    """What identifies a list of prompts, in order: the first 16 hex digits of the SHA-256 of their text."""
+    return hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
 
 
 def record_line(path: str | Path, index: int) -> int:
@@ -368,6 +374,7 @@ def eval_prompts(
 
 __all__ = [
     "check_lengths",
+    "prompts_digest",
     "record_line",
     "Batch",
     "DataError",

@@ -54,6 +54,11 @@ LOCK = ".psft-edu-lock"  # held (flock) by the process writing into the folder
 _HELD: dict[Path, tuple[int, Path | None]] = {}  # locked by this process: folder -> (descriptor, topmost folder made)
 
 
+def mark_folder(out: Path, command: str) -> None:
+    """Write ``out``'s marker: this folder is ``command``'s (the folder must exist)."""
+    atomic_write_bytes(Path(out) / MARKER, json.dumps({"command": command}).encode())
+
+
 def _made_by(out: Path) -> str | None:
     """The command that made ``out`` (from its marker), or None."""
     try:
@@ -62,24 +67,32 @@ def _made_by(out: Path) -> str | None:
         return None
 
 
+def _other_holder(fd: int) -> str | None:
+    """Take the lock on the open lock file ``fd``; if another process holds it, its pid (as written), else None.
+
+    Without ``flock`` (Windows) there is no lock and None is returned: the rest of the rule still holds.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    return None
+
+
 def _lock(out: Path, made: Path | None) -> None:
     """Hold ``out/.psft-edu-lock`` until :func:`release_folders` or the process ends; refuse a second writer."""
     key = out.resolve()
     if key in _HELD:
         return
     fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # no flock (Windows): no lock, the rest of the rule still holds
-        pass
-    except OSError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+    holder = _other_holder(fd)
+    if holder is not None:
         os.close(fd)
-        raise RunError(
-            f"--out {out}: another process (pid {holder}) is writing into it; wait or choose another folder"
-        ) from None
+        raise RunError(f"--out {out}: another process (pid {holder}) is writing into it; wait or choose another folder")
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _HELD[key] = (fd, made)
@@ -89,18 +102,11 @@ def _writer(out: Path) -> str | None:
     """The pid of another process holding ``out``'s lock, or None."""
     if out.resolve() in _HELD or not (out / LOCK).is_file():
         return None
-    try:
-        import fcntl
-    except ImportError:
-        return None
     fd = os.open(out / LOCK, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+        return _other_holder(fd)
     finally:
         os.close(fd)  # closing also drops a lock taken just now
-    return None
 
 
 def release_folders() -> None:
@@ -248,8 +254,16 @@ def claim_folder(
     out.mkdir(parents=True, exist_ok=True)
     _lock(out, made.resolve() if made is not None else None)
     if _made_by(out) != command:
-        atomic_write_bytes(out / MARKER, json.dumps({"command": command}).encode())
+        mark_folder(out, command)
     return out
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names in a folder of files this package writes (a saved model) that it cannot have written: links and
+    sub-folders (empty when ``folder`` is not a folder)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_symlink() or not p.is_file())
 
 
 def remove_made_folder(folder: str | Path) -> None:
@@ -262,11 +276,10 @@ def remove_made_folder(folder: str | Path) -> None:
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         raise RunError(f"{folder}: not a folder this package wrote (a link or a file); left alone")
-    entries = list(folder.iterdir())
-    foreign = [p.name for p in entries if p.is_symlink() or not p.is_file()]
+    foreign = foreign_entries(folder)
     if foreign:
-        raise RunError(f"{folder}: holds {', '.join(sorted(foreign))}, which this package did not write; left alone")
-    for p in entries:
+        raise RunError(f"{folder}: holds {', '.join(foreign)}, which this package did not write; left alone")
+    for p in folder.iterdir():
         p.unlink()
     folder.rmdir()
 
@@ -280,7 +293,9 @@ __all__ = [
     "check_writable_folder",
     "claim_data_folder",
     "claim_folder",
+    "foreign_entries",
     "forget_results",
+    "mark_folder",
     "release_folders",
     "remove_made_folder",
 ]

@@ -18,8 +18,9 @@ from . import tasks
 from .data import atomic_write_bytes, eval_prompts, load_split
 from .evaluate import evaluate_model
 from .models import get_preset, load_tokenizer, new_model, pick_device
+from .outputs import mark_folder
 from .paths import user_checkpoint_dir
-from .runs import MARKER, command_line_of_process, git_commit, remove_made_folder, save_model_into
+from .runs import command_line_of_process, git_commit, remove_made_folder, save_model_into
 from .train import TrainConfig, Trainer
 
 MANIFEST = "manifest.json"
@@ -68,7 +69,7 @@ def pretrain(
     )
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / MARKER, json.dumps({"command": "pretrain"}).encode())
+    mark_folder(out, "pretrain")  # also when called from Python (the base build): a later CLI call knows it
     work = out / TRAINING  # the trainer's log; its checkpoint and model copy are removed once the model is saved
     Trainer(model, tokenizer, load_split("pretrain"), cfg, out=work, progress=progress).train()
     seconds = time.time() - started

@@ -9,7 +9,6 @@ draws training prompts that are in none of the shipped splits. The tables of the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import tasks
-from .data import atomic_write_bytes, load_split
+from .data import atomic_write_bytes, load_split, prompts_digest
 from .evaluate import sample
 from .grpo_loop import RLConfig, grpo, load_prompts
 
@@ -201,21 +200,22 @@ def starting_points(sft: str, psft: str, tag: str = "", more: list[str] | None =
 def _reused_and_todo(inits: dict, prompts: list[str], settings: dict, common: dict, out: Path | None, resume: bool):
     """Runs an earlier call finished (with ``resume``: same start weights, settings and prompts), and the tasks of
     the others; each task keeps its result, with its key, in ``out/<name>/result.json``."""
-    from .compare import _keyed, _reused, base_fingerprint
+    from .compare import keep_result, stored_result
+    from .models import weights_fingerprint
     from .workers import Task
 
-    digest = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
+    digest = prompts_digest(prompts)
     runs: dict[str, dict] = {}
     tasks = []
     for name, init in inits.items():
         folder = out / name if out is not None else None
-        key = json.dumps([name, str(init), base_fingerprint(str(init)), settings, digest], sort_keys=True)
-        stored = _reused(folder, key, resume)
+        key = json.dumps([name, str(init), weights_fingerprint(str(init)), settings, digest], sort_keys=True)
+        stored = stored_result(folder, key, resume)
         if stored is not None:
             runs[name] = stored
             continue
         kwargs = {"fn": rl_run, "key": key, "folder": folder, "kwargs": {"name": name, "init": str(init), **common}}
-        tasks.append((name, Task(f"GRPO from {name}", _keyed, kwargs)))
+        tasks.append((name, Task(f"GRPO from {name}", keep_result, kwargs)))
     return runs, tasks
 
 

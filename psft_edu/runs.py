@@ -38,6 +38,7 @@ from .outputs import (  # noqa: F401  (re-exported: the run machinery's errors a
     check_writable_folder,
     claim_data_folder,
     claim_folder,
+    foreign_entries,
     forget_results,
     release_folders,
     remove_made_folder,
@@ -84,7 +85,7 @@ def check_run_folder(
     for path in (out / "model", out / "model.old"):
         if path.is_symlink():
             raise RunError(f"--out {out}: {path} is a link; runs never write or delete through links, remove it first")
-        foreign = sorted(p.name for p in path.iterdir() if p.is_symlink() or not p.is_file()) if path.is_dir() else []
+        foreign = foreign_entries(path)
         if foreign:  # saving the model at the end would refuse to replace it: say so before training
             raise RunError(f"--out {out}: {path} holds {foreign[0]}, which this package did not write; remove it first")
     if resume and not (out / "checkpoint.pt").is_file():
@@ -447,15 +448,10 @@ def rng_state() -> dict:
 
 
 __all__ = [
-    "LOCK",
-    "RECORDED_FLAGS",
-    "MARKER",
-    "check_out",
-    "check_out_file",
-    "claim_data_folder",
-    "claim_folder",
-    "release_folders",
     "Interrupted",
+    "LOCK",
+    "MARKER",
+    "RECORDED_FLAGS",
     "RunError",
     "StopSignals",
     "TrainingError",
@@ -464,16 +460,21 @@ __all__ = [
     "check_device",
     "check_finite",
     "check_model_fits",
+    "check_out",
+    "check_out_file",
     "check_prompt_room",
     "check_run_folder",
-    "remove_made_folder",
     "check_writable_folder",
+    "claim_data_folder",
+    "claim_folder",
     "command_line_of_process",
     "config_differences",
     "git_commit",
     "maybe_compile",
     "read_checkpoint",
     "read_log_until",
+    "release_folders",
+    "remove_made_folder",
     "remove_stale_temporaries",
     "restore_rng",
     "restore_state",

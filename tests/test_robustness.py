@@ -62,10 +62,10 @@ def one_error_line(capsys) -> str:
 
 def mark(out: Path, command: str) -> Path:
     """A folder as ``command`` leaves it (its marker), for tests that craft the rest by hand."""
-    from psft_edu.runs import MARKER
+    from psft_edu.outputs import mark_folder
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(json.dumps({"command": command}))
+    mark_folder(out, command)
     return out
 
 
