@@ -202,9 +202,9 @@ def build_trainer(args: Args, out: Path):
     from datasets import Dataset
     from trl import SFTConfig
 
-    from psft_edu.data import DATA_DIR
     from psft_edu.integrations import PSFTTrainer
     from psft_edu.models import load_model
+    from psft_edu.paths import DATA_DIR
 
     records, kind = read_examples(args.data or DATA_DIR / "sft_train.jsonl")
     model, tokenizer = load_model(args.model, device="cpu")  # the trainer moves it to its device

@@ -1,15 +1,21 @@
 """psft_edu: Proximal Supervised Fine-Tuning (PSFT) from first principles.
 
-Modules: ``objectives`` (the losses, the quantities the notebooks teach, and the objective
-registry), ``presets`` (model sizes and their budgets), ``tasks`` (the verifiable task world),
-``data`` (tokenizer and JSONL), ``models`` (loading), ``evaluate``, ``train`` (one loop for every
-objective), ``compare`` (SFT vs PSFT), ``rl`` (GRPO), ``plots``, and for the notebooks ``analysis``
-(reading results), ``drawing`` (figures), ``widgets`` (controls) and ``exercises``.
+Four layers, each importing only the ones below it (``tests/test_structure.py`` checks this):
+
+* the ground floor, in this folder: :mod:`~psft_edu.objectives` (every loss and quantity the course teaches,
+  and the objective registry), :mod:`~psft_edu.tasks` (the verifiable task world), :mod:`~psft_edu.data`,
+  :mod:`~psft_edu.models`, :mod:`~psft_edu.presets`, :mod:`~psft_edu.config`, :mod:`~psft_edu.paths`,
+  :mod:`~psft_edu.stats`; :mod:`~psft_edu.integrations` (PSFT for TRL) uses only ``objectives``;
+* :mod:`psft_edu.engine`: the training, GRPO and evaluation loops and the run machinery they share;
+* :mod:`psft_edu.experiments`: the comparison, sweeps, RL after fine-tuning, base models, benchmark;
+* :mod:`psft_edu.course`: what exists for the notebooks (exercises, one module per notebook; widgets,
+  drawing, the bandit, live runs, tables; the student edition and the site);
+
+and on top :mod:`psft_edu.cli`, the command line (``python -m psft_edu``).
 """
 
 from __future__ import annotations
 
-import os
 import random
 
 __version__ = "0.1.0"
@@ -23,22 +29,3 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def notebook_setup(seed: int = 0) -> str:
-    """Common first cell of every notebook: seed everything and return the preset name.
-
-    The preset comes from ``$PSFT_EDU_PRESET``; notebooks default to ``tiny`` so they
-    run in seconds on a laptop (CI uses ``tiny`` too).
-    """
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    preset = os.environ.get("PSFT_EDU_PRESET", "tiny")
-    seed_everything(seed)
-    # The tiny model's matrices are too small to gain from threads; one thread also keeps
-    # it fast when other work shares the CPU. $PSFT_EDU_THREADS overrides.
-    default = 1 if preset == "tiny" else min(4, os.cpu_count() or 1)
-    torch.set_num_threads(int(os.environ.get("PSFT_EDU_THREADS", default)))
-    hf_logging.disable_progress_bar()
-    return preset

@@ -1,8 +1,8 @@
 """Settings fields that say everything about themselves: default, help text, check and choices.
 
-The run configs (:class:`psft_edu.train.TrainConfig`, :class:`psft_edu.grpo_loop.RLConfig`) declare
+The run configs (:class:`psft_edu.engine.train.TrainConfig`, :class:`psft_edu.engine.grpo_loop.RLConfig`) declare
 each field with :func:`setting`. The command line builds its flags from those fields
-(:func:`psft_edu.flags.add_settings`), so a default or a help text is written once, beside the
+(:func:`psft_edu.cli.flags.add_settings`), so a default or a help text is written once, beside the
 field, and Python callers and the command line refuse the same bad values with the same words.
 """
 

@@ -1,7 +1,7 @@
 """PSFT inside TRL: a drop-in ``SFTTrainer`` that optimises the proximal objective.
 
 Install the ``trl`` extra first: in a clone ``make setup`` (or ``pip install -e ".[trl]"``), elsewhere
-``pip install "psft-edu[trl] @ <source>"`` with the install source named in ``psft_edu/home.json`` (the course
+``pip install "psft-edu[trl] @ <source>"`` with the install source named in ``psft_edu/course/home.json`` (the course
 is not on a package index). This module imports ``trl`` at import time, and nothing else in ``psft_edu``
 imports this module.
 

@@ -11,11 +11,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
-# The data folder: the checkout's data/, the copy inside an installed package, or $PSFT_EDU_DATA.
-from .paths import CHECKPOINT_DIR, DATA_DIR, DATA_ENV, REPO_ROOT, TOKENIZER_DIR, base_checkpoint_dir  # noqa: F401
-
-# Presets (model size and every budget that goes with it) live in presets.py; re-exported here.
-from .presets import PRESET_ENV, PRESETS, Preset, get_preset, preset_name  # noqa: E402, F401
+from .paths import DATA_ENV, TOKENIZER_DIR, base_checkpoint_dir
+from .presets import PRESETS, Preset, get_preset, preset_name
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -174,19 +171,22 @@ def load_model(
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """Load ``(model, tokenizer)`` from a preset name, a local folder or a hub id.
 
-    * ``"tiny"``, ``"small"``, ``"gpt2"`` (or ``None`` for ``$PSFT_EDU_PRESET``): the shipped
-      base checkpoint of that preset; a missing one (``gpt2``) is built on first use, or refused
-      on a CPU with an estimate of the time (:func:`psft_edu.build_base.ensure_base`);
+    * ``"tiny"``, ``"small"``, ``"gpt2"`` (or ``None`` for ``$PSFT_EDU_PRESET``): the base checkpoint
+      of that preset, the user's own or the shipped one; a missing one (``gpt2``, never shipped) is an
+      error here: :func:`psft_edu.experiments.build_base.ensure_base` builds it first (the commands,
+      the experiments and :func:`psft_edu.course.notebook_setup` call it for you);
     * a folder written by ``save_pretrained``;
     * ``"hf:<model id>"``, for example ``"hf:gpt2"``: from the Hugging Face hub (needs the hub,
       or the model in the local cache with ``HF_HUB_OFFLINE=1``).
     """
     if spec is None or str(spec) in PRESETS:
-        folder: str = str(checkpoint_path(preset_name(str(spec) if spec else None)))
-        if not Path(folder, "config.json").exists():
-            from .build_base import ensure_base  # a missing base is built on first use (or refused on a CPU)
-
-            folder = str(ensure_base(preset_name(str(spec) if spec else None), device=device))
+        name = preset_name(str(spec) if spec else None)
+        folder: str = str(checkpoint_path(name))
+        if not Path(folder, "config.json").exists():  # only the experiments may build one (they sit above this layer)
+            raise FileNotFoundError(
+                f"no `{name}` base checkpoint yet ({folder}): build it with `python -m psft_edu pretrain --preset "
+                f"{name}`, or call psft_edu.experiments.build_base.ensure_base({name!r}) before loading it"
+            )
     elif str(spec).startswith("hf:"):
         folder = str(spec)[3:]
     else:

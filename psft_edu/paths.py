@@ -64,7 +64,8 @@ def user_checkpoint_dir(preset: str) -> Path:
 
 
 def built_checkpoint_dir(preset: str) -> Path:
-    """Where a missing preset base is built on first use (:mod:`psft_edu.build_base`): always the user cache."""
+    """Where a missing preset base is built on first use (:mod:`psft_edu.experiments.build_base`): always the
+    user cache."""
     return cache_dir() / "checkpoints" / preset
 
 

@@ -2,9 +2,9 @@
 
 A preset says how big the model is and how much work each experiment does at that size:
 pretraining the base model, the evaluation protocol, the comparison's main and prolonged
-views (:mod:`psft_edu.compare`, :mod:`psft_edu.sweep`), the RL stage after them and the speed benchmark
-(:mod:`psft_edu.bench`). Adding a preset is one more entry in :data:`PRESETS`; everything
-else (``--preset`` choices, ``models.PRESETS``, ``compare.SETTINGS``, ...) is read from here.
+views (:mod:`psft_edu.experiments.compare`, :mod:`psft_edu.experiments.sweep`), the RL stage after them
+and the speed benchmark (:mod:`psft_edu.experiments.bench`). Adding a preset is one more entry in
+:data:`PRESETS`; everything else (``--preset`` choices, ``compare.SETTINGS``, ...) is read from here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ DEFAULT_PRESET = "small"  # a laptop CPU; `tiny` is for CI, `gpt2` for one GPU
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """What one evaluation point measures (:func:`psft_edu.evaluate.make_eval_fn`).
+    """What one evaluation point measures (:func:`psft_edu.engine.evaluate.make_eval_fn`).
 
     Every point of a run's curves uses the same protocol; the final point adds sampled accuracy.
     """
@@ -62,7 +62,7 @@ class BenchBudget:
     from_scratch: bool = False  # a freshly initialised model instead of the shipped base checkpoint
 
     def train_kwargs(self) -> dict[str, int]:
-        """The :class:`~psft_edu.train.TrainConfig` fields this budget sets."""
+        """The :class:`~psft_edu.engine.train.TrainConfig` fields this budget sets."""
         return {"global_batch": self.global_batch, "mini_batch": self.mini_batch, "max_length": self.max_length}
 
 
@@ -79,7 +79,7 @@ class RLBudget:
     num_prompts: int  # fresh in-domain training prompts generated for the stage
 
     def config_kwargs(self) -> dict[str, float | int]:
-        """The :class:`~psft_edu.grpo_loop.RLConfig` fields this budget sets."""
+        """The :class:`~psft_edu.engine.grpo_loop.RLConfig` fields this budget sets."""
         return {k: getattr(self, k) for k in ("steps", "lr", "updates_per_step", "eval_every", "eval_prompts",
                                               "eval_samples")}
 

@@ -284,7 +284,7 @@ def accepted_answers(prompt: str) -> tuple[str, ...]:
     `` 9+3``, `` 9+3=12``); ``even``: every even number strictly between the bounds; the other
     families: their one answer. So the probability that a model answers correctly at temperature 1
     is the sum of the probabilities of these strings (each followed by the end-of-sequence token):
-    :func:`psft_edu.evaluate.exact_accuracy` computes it without sampling.
+    :func:`psft_edu.engine.evaluate.exact_accuracy` computes it without sampling.
     """
     return tuple(_ANSWER_SETS[family_of(prompt)](prompt) or ())
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from psft_edu import bandit
+from psft_edu.course import bandit
 
 ONE, TWO = bandit.TEACHERS["one answer"], bandit.TEACHERS["two answers (70/30)"]
 

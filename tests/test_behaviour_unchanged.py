@@ -54,7 +54,7 @@ def _finals(view: dict) -> dict:
 
 
 def run_compare(tmp: Path) -> dict:
-    from psft_edu import compare
+    from psft_edu.experiments import compare
 
     settings = _settings(compare.SETTINGS["tiny"])
     summary = compare.compare("tiny", out=tmp / "compare", settings=settings, progress=False, long=False, workers=1)
@@ -62,7 +62,7 @@ def run_compare(tmp: Path) -> dict:
 
 
 def run_sweep(tmp: Path) -> dict:
-    from psft_edu import compare, sweep
+    from psft_edu.experiments import compare, sweep
 
     settings = _settings(compare.SETTINGS["tiny"])
     neighbours = sweep.sweep("neighbours", "tiny", out=tmp / "sweep", progress=False, settings=settings, workers=1)
@@ -75,8 +75,8 @@ def run_sweep(tmp: Path) -> dict:
 
 def run_rl(tmp: Path) -> dict:
     from psft_edu import tasks
+    from psft_edu.engine.grpo_loop import RLConfig, grpo
     from psft_edu.models import load_model
-    from psft_edu.rl import RLConfig, grpo
 
     rng = random.Random(0)
     prompts = [tasks.generate("add", rng, max_value=19).prompt for _ in range(8)]
@@ -88,7 +88,7 @@ def run_rl(tmp: Path) -> dict:
 
 
 def run_pretrain(tmp: Path, monkeypatch) -> dict:
-    from psft_edu import pretrain
+    from psft_edu.experiments import pretrain
 
     full = pretrain.base_evaluation
     monkeypatch.setattr(

@@ -6,10 +6,10 @@ import math
 
 import torch
 
-from psft_edu import bench
 from psft_edu.data import load_split
+from psft_edu.engine.train import TrainConfig, Trainer
+from psft_edu.experiments import bench
 from psft_edu.models import load_tokenizer, new_model
-from psft_edu.train import TrainConfig, Trainer
 
 
 def test_bench_runs_every_measurement_at_tiny(monkeypatch, tmp_path):

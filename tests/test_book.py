@@ -22,8 +22,8 @@ import nbformat
 import pytest
 from test_browser import CHROMIUM_ARGS, find_chromium  # tests/ is on sys.path under pytest
 
-from psft_edu import course
-from psft_edu.home import load_home
+from psft_edu.course import editions
+from psft_edu.course.home import load_home
 
 pytestmark = pytest.mark.browser
 
@@ -101,7 +101,7 @@ MATH_DONE = (
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     pytest.importorskip("myst_nb", reason="the book extra is not installed (make setup)")
-    from psft_edu.book import build_book
+    from psft_edu.course.book import build_book
 
     return build_book(REPO / "notebooks", tmp_path_factory.mktemp("book"))
 
@@ -145,8 +145,8 @@ def test_every_chapter_has_colab_download_and_repository_buttons(site: Path) -> 
         got = nbformat.read(site / download, as_version=4)
         original = nbformat.read(nb, as_version=4)
         assert [c.source for c in got.cells] == [c.source for c in original.cells]
-        assert [c.source for c in got.cells if course.SETUP_TAG in c.metadata.get("tags", [])] == [
-            c.source for c in original.cells if course.SETUP_TAG in c.metadata.get("tags", [])
+        assert [c.source for c in got.cells if editions.SETUP_TAG in c.metadata.get("tags", [])] == [
+            c.source for c in original.cells if editions.SETUP_TAG in c.metadata.get("tags", [])
         ]
 
 

@@ -105,7 +105,8 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:  # noqa: ARG001 (skip before starting)
+def lab(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:  # noqa: ARG001
+    """A JupyterLab server on a copy of the notebooks (``chromium`` first: no browser, no server)."""
     base = tmp_path_factory.mktemp("jupyterlab")
     root = base / "notebooks"
     shutil.copytree(REPO_ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))

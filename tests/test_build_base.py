@@ -12,10 +12,12 @@ import json
 import pytest
 import torch
 
-from psft_edu import build_base, models, paths
-from psft_edu.__main__ import main
-from psft_edu.build_base import BUILD_ENV, BaseRefused, build_policy, ensure_base, format_duration
-from psft_edu.models import PRESETS, load_model
+from psft_edu import models, paths
+from psft_edu.cli.main import main
+from psft_edu.experiments import build_base
+from psft_edu.experiments.build_base import BUILD_ENV, BaseRefused, build_policy, ensure_base, format_duration
+from psft_edu.models import load_model
+from psft_edu.presets import PRESETS
 
 # One torch thread: on a busy 2-core machine two threads were more than ten times slower here.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,7 +45,7 @@ def tiny_gpt2(tmp_path, monkeypatch):
 def test_cpu_refuses_with_a_one_line_time_estimate_and_writes_nothing(tiny_gpt2, monkeypatch):
     monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None, **kw: 12.5)
     with pytest.raises(BaseRefused) as err:
-        load_model("gpt2")
+        ensure_base("gpt2")
     message = str(err.value)
     assert "\n" not in message
     # 6 steps x 12.5 s = 75 s; the message names the time, how it was measured and how to force the build
@@ -77,7 +79,7 @@ def test_forced_build_on_cpu_caches_the_base_and_later_loads_reuse_it(tiny_gpt2,
     monkeypatch.setenv(BUILD_ENV, "1")
     monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda preset, device=None, **kw: 0.01)
     calls = []
-    from psft_edu import pretrain as pretrain_module
+    from psft_edu.experiments import pretrain as pretrain_module
 
     real = pretrain_module.pretrain
 
@@ -86,6 +88,7 @@ def test_forced_build_on_cpu_caches_the_base_and_later_loads_reuse_it(tiny_gpt2,
         return real(preset, out, **{**kwargs, "eval_prompts": 2})
 
     monkeypatch.setattr(pretrain_module, "pretrain", small_pretrain)
+    assert ensure_base("gpt2") == tiny_gpt2
     model, tok = load_model("gpt2")
     assert calls == [tiny_gpt2]
     err = capsys.readouterr().err
@@ -97,6 +100,7 @@ def test_forced_build_on_cpu_caches_the_base_and_later_loads_reuse_it(tiny_gpt2,
     assert models.checkpoint_path("gpt2") == tiny_gpt2
     # Later loads find the cached base and never build again, whatever the policy says.
     monkeypatch.setenv(BUILD_ENV, "0")
+    assert ensure_base("gpt2") == tiny_gpt2
     again, _ = load_model("gpt2")
     assert calls == [tiny_gpt2]
     for a, b in zip(model.parameters(), again.parameters()):
@@ -107,7 +111,7 @@ def test_gpu_builds_without_being_forced(tiny_gpt2, monkeypatch):
     """On a GPU (here: a device that is not the CPU, faked) the default policy builds."""
     monkeypatch.setattr(build_base, "estimate_build_seconds", lambda preset, device=None: (60.0, 10.0))
     built = []
-    from psft_edu import pretrain as pretrain_module
+    from psft_edu.experiments import pretrain as pretrain_module
 
     monkeypatch.setattr(
         pretrain_module, "pretrain", lambda preset, out=None, **kw: built.append((preset, out, kw["device"]))
@@ -125,7 +129,7 @@ def test_a_base_built_by_another_process_meanwhile_is_not_built_again(tiny_gpt2,
         return 60.0, 10.0
 
     monkeypatch.setattr(build_base, "estimate_build_seconds", other_process_finishes)
-    from psft_edu import pretrain as pretrain_module
+    from psft_edu.experiments import pretrain as pretrain_module
 
     monkeypatch.setattr(pretrain_module, "pretrain", lambda *a, **k: pytest.fail("built twice"))
     assert ensure_base("gpt2", device="meta") == tiny_gpt2
@@ -135,7 +139,29 @@ def test_never_policy_does_not_probe(tiny_gpt2, monkeypatch):
     monkeypatch.setenv(BUILD_ENV, "0")
     monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda *a, **k: pytest.fail("probed"))
     with pytest.raises(BaseRefused, match="forbids building it"):
+        ensure_base("gpt2")
+
+
+def test_loading_a_missing_base_builds_nothing_and_says_how(tiny_gpt2, monkeypatch):
+    """models.load_model sits below the experiments: it never builds a base, it names the command that does."""
+    monkeypatch.setenv(BUILD_ENV, "1")
+    monkeypatch.setattr(build_base, "probe_seconds_per_step", lambda *a, **k: pytest.fail("probed"))
+    with pytest.raises(FileNotFoundError) as err:
         load_model("gpt2")
+    assert "python -m psft_edu pretrain --preset gpt2" in str(err.value) and "ensure_base('gpt2')" in str(err.value)
+    assert not tiny_gpt2.exists()
+
+
+def test_the_entry_points_build_a_missing_base_first(tiny_gpt2, monkeypatch, capsys):
+    """The commands and notebook_setup call ensure_base before loading (here it refuses: a CPU, building off)."""
+    from psft_edu.course import notebook_setup
+
+    monkeypatch.setenv(BUILD_ENV, "0")
+    assert main(["eval", "--preset", "gpt2", "--prompts", "1", "--samples", "1"]) == 2
+    assert "forbids building it" in capsys.readouterr().err
+    monkeypatch.setenv("PSFT_EDU_PRESET", "gpt2")
+    with pytest.raises(BaseRefused, match="forbids building it"):
+        notebook_setup(seed=0)
 
 
 def test_build_policy_values(monkeypatch):

@@ -11,8 +11,9 @@ import sys
 import nbformat
 import pytest
 
-from psft_edu import course, flags
-from psft_edu.__main__ import build_parser, main
+from psft_edu.cli import flags
+from psft_edu.cli.main import build_parser, main
+from psft_edu.course import editions
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -28,7 +29,7 @@ def test_every_flag_of_every_command_has_help_and_a_group() -> None:
                 where = f"{name} {'/'.join(action.option_strings) or action.dest}"
                 assert action.help and action.help != argparse.SUPPRESS, f"{where}: no help text"
                 assert group.title in flags.GROUP_ORDER and group.title != flags.OTHER_GROUP, (
-                    f"{where}: in group {group.title!r}; file it in psft_edu/flags.py (FLAG_GROUPS)"
+                    f"{where}: in group {group.title!r}; file it in psft_edu/cli/flags.py (FLAG_GROUPS)"
                 )
         assert "--debug" in parser.format_help(), name
 
@@ -65,12 +66,12 @@ def test_eval_saves_its_table_as_json(tmp_path, capsys) -> None:
 
 
 def test_notebooks_copies_the_course_and_refuses_a_folder_in_use(tmp_path, capsys) -> None:
-    source = course.course_notebooks_dir()
+    source = editions.course_notebooks_dir()
     assert main(["notebooks", str(tmp_path / "course")]) == 0
     names = sorted(p.name for p in (tmp_path / "course").glob("*.ipynb"))
     assert names == sorted(p.name for p in source.glob("*.ipynb")) and len(names) == 9
     assert (tmp_path / "course" / "results" / "compare_small.json").exists()
-    assert not any((tmp_path / "course" / name).exists() for name in course.NOTEBOOK_SUPPORT)
+    assert not any((tmp_path / "course" / name).exists() for name in editions.NOTEBOOK_SUPPORT)
     assert main(["notebooks", str(tmp_path / "student"), "--student"]) == 0
     nb = nbformat.read(tmp_path / "student" / names[0], as_version=4)
     assert nb.metadata["psft_edu"]["edition"] == "student"

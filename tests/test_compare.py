@@ -11,8 +11,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from psft_edu import compare, report, results, stats, tasks
-from psft_edu.evaluate import evaluate_family, own_sample_kl, sample
+from psft_edu import stats, tasks
+from psft_edu.engine.evaluate import evaluate_family, own_sample_kl, sample
+from psft_edu.experiments import compare, report, results
 from psft_edu.models import load_model
 from psft_edu.objectives import exact_kl
 from psft_edu.presets import EvalProtocol
@@ -208,7 +209,7 @@ def test_findings_with_one_seed_never_claim_an_interval(tmp_path) -> None:
 
 
 def test_compare_cli_refuses_bad_workers_and_steps(tmp_path, capsys) -> None:
-    from psft_edu.__main__ import main
+    from psft_edu.cli.main import main
 
     for flags in (["--workers", "0"], ["--max-steps", "0"]):
         assert main(["compare", "--preset", "tiny", "--out", str(tmp_path / "x"), *flags]) == 2

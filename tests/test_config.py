@@ -8,11 +8,12 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from psft_edu.__main__ import FlagError, build_parser, settings_from_args
+from psft_edu.cli.flags import FlagError, settings_from_args
+from psft_edu.cli.main import build_parser
 from psft_edu.config import SettingError, check_settings, setting
-from psft_edu.grpo_loop import RLConfig
+from psft_edu.engine.grpo_loop import RLConfig
+from psft_edu.engine.train import TrainConfig
 from psft_edu.presets import PRESETS, RLBudget
-from psft_edu.train import TrainConfig
 
 
 def _command(name: str) -> argparse.ArgumentParser:
@@ -112,7 +113,7 @@ def test_every_preset_has_an_rl_budget_that_is_a_valid_config():
 # ----------------------------------------------------------------------------------------- --config FILE
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from psft_edu import flags
+    from psft_edu.cli import flags
 
     return flags.parse_args(build_parser(), argv)
 
@@ -150,7 +151,7 @@ def test_a_config_file_sets_flags_and_the_command_line_overrides_it(tmp_path):
     ],
 )
 def test_a_bad_config_file_is_one_line_naming_the_file_and_line(tmp_path, capsys, text, words):
-    from psft_edu.__main__ import main
+    from psft_edu.cli.main import main
 
     (tmp_path / "run.yaml").write_text(text)
     with pytest.raises(SystemExit) as stopped:
@@ -162,7 +163,7 @@ def test_a_bad_config_file_is_one_line_naming_the_file_and_line(tmp_path, capsys
 
 
 def test_a_missing_config_file_and_bad_json_are_refused(tmp_path, capsys):
-    from psft_edu.__main__ import main
+    from psft_edu.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["compare", "--config", str(tmp_path / "none.yaml")])
@@ -192,7 +193,7 @@ def test_a_train_runs_config_json_reproduces_the_run(tmp_path):
     """Train 3 steps; then ``train --config <run>/config.json`` trains the same run again, step for step."""
     import json
 
-    from psft_edu.__main__ import main
+    from psft_edu.cli.main import main
     from psft_edu.data import jsonl_bytes, load_split
 
     first, second = tmp_path / "first", tmp_path / "second"

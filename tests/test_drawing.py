@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from psft_edu.drawing import draw_psft_loop  # noqa: E402
+from psft_edu.course.drawing import draw_psft_loop  # noqa: E402
 
 
 @pytest.mark.parametrize("k, trl", [(8, False), (1, True), (3, True)])
@@ -31,7 +31,7 @@ def test_psft_loop_draws_the_four_stages(k, trl):
 @pytest.mark.parametrize("advantage", [1.0, -1.0])
 def test_clipped_surrogate_legend_leaves_the_zero_slope_stretch_visible(advantage):
     """The flat stretch (past 1 + ε for Â > 0, below 1 - ε for Â < 0) is what the panel shows: no legend over it."""
-    from psft_edu.plots import plot_clipped_surrogate
+    from psft_edu.experiments.plots import plot_clipped_surrogate
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     plot_clipped_surrogate(epsilon=0.2, advantage=advantage, ax=ax)

@@ -10,7 +10,7 @@ import torch
 
 from psft_edu import tasks
 from psft_edu.data import eval_prompts, load_split
-from psft_edu.evaluate import (
+from psft_edu.engine.evaluate import (
     answer_logprobs,
     answer_measures,
     exact_accuracy,

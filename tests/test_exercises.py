@@ -4,11 +4,22 @@ model is named by its own checker, and the PSFT loop checker runs a learner's lo
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from pathlib import Path
+
 import pytest
 import torch
 
-from psft_edu import exercises, exercises_clip, exercises_common, exercises_impl, exercises_late
 from psft_edu import objectives as obj
+from psft_edu.course.exercises import checking
+from psft_edu.course.exercises import n01_lm_as_mdp as n01
+from psft_edu.course.exercises import n02_sft_loss as n02
+from psft_edu.course.exercises import n03_sft_is_policy_gradient as n03
+from psft_edu.course.exercises import n04_ppo_clip as n04
+from psft_edu.course.exercises import n05_proximal_sft as n05
+from psft_edu.course.exercises import n08_neighbours_and_ablations as n08
+from psft_edu.course.exercises import n09_psft_in_trl as n09
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,13 +88,13 @@ def stats_inclusive(logp, old_logp, mask, clip):
 
 
 CASES = [
-    (exercises.check_token_logprobs_impl, token_logprobs_ok, token_logprobs_probs, "probability, not its logarithm"),
-    (exercises.check_token_logprobs_impl, token_logprobs_ok, token_logprobs_unstable, "log_softmax"),
-    (exercises.check_sft_loss_impl, sft_ok, sft_token_only, "seq-mean gives the token-mean"),
-    (exercises.check_pg_loss_impl, pg_ok, pg_sign, "sign is flipped"),
-    (exercises.check_ppo_clip_impl, ppo_ok, ppo_max, "max() instead of min()"),
-    (exercises.check_psft_loss_impl, psft_ok, psft_two_sided, "also clips from below"),
-    (exercises.check_ratio_stats_impl, stats_ok, stats_inclusive, "use >"),
+    (n01.check_token_logprobs_impl, token_logprobs_ok, token_logprobs_probs, "probability, not its logarithm"),
+    (n01.check_token_logprobs_impl, token_logprobs_ok, token_logprobs_unstable, "log_softmax"),
+    (n02.check_sft_loss_impl, sft_ok, sft_token_only, "seq-mean gives the token-mean"),
+    (n03.check_pg_loss_impl, pg_ok, pg_sign, "sign is flipped"),
+    (n04.check_ppo_clip_impl, ppo_ok, ppo_max, "max() instead of min()"),
+    (n05.check_psft_loss_impl, psft_ok, psft_two_sided, "also clips from below"),
+    (n09.check_ratio_stats_impl, stats_ok, stats_inclusive, "use >"),
 ]
 
 
@@ -102,9 +113,9 @@ def test_implementation_checker_reports_exceptions_and_non_callables(capsys) -> 
     def broken(logp, mask, agg):
         raise RuntimeError("boom")
 
-    assert exercises.check_sft_loss_impl(broken) is False
+    assert n02.check_sft_loss_impl(broken) is False
     assert "RuntimeError: boom" in capsys.readouterr().out
-    assert exercises.check_sft_loss_impl(3.0) is False
+    assert n02.check_sft_loss_impl(3.0) is False
     assert "pass a function" in capsys.readouterr().out
 
 
@@ -112,7 +123,7 @@ def test_unknown_mistake_names_the_case(capsys) -> None:
     def off_by_a_bit(logp, old_logp, mask, clip):
         return psft_ok(logp, old_logp, mask, clip) + 0.01
 
-    assert exercises.check_psft_loss_impl(off_by_a_bit) is False
+    assert n05.check_psft_loss_impl(off_by_a_bit) is False
     out = capsys.readouterr().out
     assert "random 3x5 batch" in out and "the package gives" in out
 
@@ -124,18 +135,18 @@ def test_generic_check_implementation_catches_edge_cases(capsys) -> None:
     def reference(x):
         return torch.where(x > 0, x.log(), torch.zeros_like(x))
 
-    assert exercises.check_implementation(reference, reference, cases, "safe_log") is True
-    assert exercises.check_implementation(lambda x: x.log(), reference, cases, "safe_log") is False
+    assert checking.check_implementation(reference, reference, cases, "safe_log") is True
+    assert checking.check_implementation(lambda x: x.log(), reference, cases, "safe_log") is False
     assert "x with a zero" in capsys.readouterr().out
-    assert exercises.check_implementation(None, reference, cases, "safe_log") is None
+    assert checking.check_implementation(None, reference, cases, "safe_log") is None
 
 
 def test_recall_checkers_return_none_when_unattempted(capsys) -> None:
     """An untouched recall exercise must not read as passed (it used to return True)."""
-    assert exercises.check_clipped_value(None, r=1.5, advantage=2.0, epsilon=0.2) is None
-    assert exercises.check_advantage(-2.0, None, q=3.0, v=5.0) is None  # half attempted
-    assert exercises.check_clipped_value(2.4, r=1.5, advantage=2.0, epsilon=0.2) is True
-    assert exercises.check_clipped_value(3.0, r=1.5, advantage=2.0, epsilon=0.2) is False
+    assert n04.check_clipped_value(None, r=1.5, advantage=2.0, epsilon=0.2) is None
+    assert n03.check_advantage(-2.0, None, q=3.0, v=5.0) is None  # half attempted
+    assert n04.check_clipped_value(2.4, r=1.5, advantage=2.0, epsilon=0.2) is True
+    assert n04.check_clipped_value(3.0, r=1.5, advantage=2.0, epsilon=0.2) is False
     assert "larger of the two" in capsys.readouterr().out
 
 
@@ -146,7 +157,7 @@ def test_ppo_clamp_only_slip_is_named(capsys) -> None:
         ratio = torch.exp(logp - old_logp)
         return -_masked_mean(ratio.clamp(1 - clip_low, 1 + clip_high) * advantages, mask)
 
-    assert exercises.check_ppo_clip_impl(clamp_only) is False
+    assert n04.check_ppo_clip_impl(clamp_only) is False
     out = capsys.readouterr().out
     assert "the clipped term alone" in out and "max()" not in out, out
 
@@ -191,13 +202,13 @@ def k3_ok(logp, ref_logp, mask):
 
 # Every implement-it checker of a loss (or of the log-probabilities a loss is built from), with a right function.
 DIFFERENTIABLE = [
-    (exercises.check_token_logprobs_impl, token_logprobs_ok),
-    (exercises.check_sft_loss_impl, sft_ok),
-    (exercises.check_pg_loss_impl, pg_ok),
-    (exercises.check_ppo_clip_impl, ppo_ok),
-    (exercises.check_psft_loss_impl, psft_ok),
-    (exercises_late.check_dft_loss_impl, dft_ok),
-    (exercises_late.check_k3_kl_impl, k3_ok),
+    (n01.check_token_logprobs_impl, token_logprobs_ok),
+    (n02.check_sft_loss_impl, sft_ok),
+    (n03.check_pg_loss_impl, pg_ok),
+    (n04.check_ppo_clip_impl, ppo_ok),
+    (n05.check_psft_loss_impl, psft_ok),
+    (n08.check_dft_loss_impl, dft_ok),
+    (n08.check_k3_kl_impl, k3_ok),
 ]
 
 
@@ -212,9 +223,9 @@ def test_each_implement_it_checker_rejects_a_detached_loss(capsys, checker, righ
 
 
 def test_a_loss_returned_as_a_python_number_is_detached(capsys) -> None:
-    assert exercises.check_sft_loss_impl(lambda logp, mask, agg: sft_ok(logp, mask, agg).item()) is False
+    assert n02.check_sft_loss_impl(lambda logp, mask, agg: sft_ok(logp, mask, agg).item()) is False
     assert "has no gradient" in capsys.readouterr().out
-    assert exercises_late.check_dft_loss_impl(lambda lp, m: dft_ok(lp, m).item()) is False
+    assert n08.check_dft_loss_impl(lambda lp, m: dft_ok(lp, m).item()) is False
     assert "has no gradient" in capsys.readouterr().out
 
 
@@ -225,7 +236,7 @@ def test_right_value_wrong_gradient_is_named_as_such(capsys) -> None:
         value = sft_ok(logp, mask, agg)
         return value / 2 + value.detach() / 2
 
-    assert exercises.check_sft_loss_impl(half_gradient) is False
+    assert n02.check_sft_loss_impl(half_gradient) is False
     out = capsys.readouterr().out
     assert "gives the right value but the wrong gradient with respect to logp" in out, out
 
@@ -233,7 +244,7 @@ def test_right_value_wrong_gradient_is_named_as_such(capsys) -> None:
         value = k3_ok(logp, ref_logp, mask)
         return value / 2 + value.detach() / 2
 
-    assert exercises_late.check_k3_kl_impl(k3_half) is False
+    assert n08.check_k3_kl_impl(k3_half) is False
     assert "the value is right but the gradient is not" in capsys.readouterr().out
 
 
@@ -245,7 +256,7 @@ def test_a_nan_gradient_at_padding_is_reported(capsys) -> None:
         terms = torch.where(mask > 0, delta.exp() - 1 - delta, torch.zeros_like(delta))
         return terms.sum() / mask.sum()
 
-    assert exercises_late.check_k3_kl_impl(k3_where_late) is False
+    assert n08.check_k3_kl_impl(k3_where_late) is False
     out = capsys.readouterr().out
     assert "padding" in out and "gradient holds NaN" in out, out
 
@@ -258,16 +269,18 @@ def test_ratios_on_a_kink_are_compared_in_value_only(capsys) -> None:
         ratio = torch.exp(logp - old_logp)
         return -_masked_mean(torch.minimum(ratio, torch.full_like(ratio, 1 + clip)), mask)
 
-    assert exercises.check_psft_loss_impl(psft_constant_bound) is True
+    assert n05.check_psft_loss_impl(psft_constant_bound) is True
     assert "in value and gradient" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- every mistake model is exercised
 
+NOTEBOOK_MODULES = [importlib.import_module(f"psft_edu.course.exercises.{path.stem}")
+                    for path in sorted(Path(checking.__file__).parent.glob("n[0-9][0-9]_*.py"))]
 MODELS = [
     (module, name, index)
-    for module in (exercises_impl, exercises_late)
-    for name, models in module.MISTAKE_MODELS.items()
+    for module in NOTEBOOK_MODULES
+    for name, models in getattr(module, "MISTAKE_MODELS", {}).items()
     for index in range(len(models()))
 ]
 
@@ -282,10 +295,24 @@ def test_each_mistake_model_is_named_by_its_checker(capsys, module, name, index)
     assert out.startswith("Not yet: " + message), out
 
 
-def test_every_implement_it_checker_lists_its_mistake_models() -> None:
-    generic = {n for n in dir(exercises_impl) if n.startswith("check_") and n.endswith("_impl")}
-    assert set(exercises_impl.MISTAKE_MODELS) == generic
-    assert "check_exact_kl_impl" in exercises_late.MISTAKE_MODELS
+def test_every_checker_built_on_check_implementation_lists_its_mistake_models() -> None:
+    """An implement-it checker that hands its work to check_implementation names its mistakes from a list of
+    mistake models, and that list is fed to it above; 07's and 08's name theirs from the wrong output itself."""
+    for module in NOTEBOOK_MODULES:
+        generic = {name for name, fn in vars(module).items() if name.startswith("check_") and name.endswith("_impl")
+                   and "check_implementation(" in inspect.getsource(fn)}
+        assert set(getattr(module, "MISTAKE_MODELS", {})) == generic, module.__name__
+    assert len(MODELS) >= 20
+
+
+def test_each_notebook_module_offers_its_checkers_and_the_prediction_checker() -> None:
+    """Notebook N imports its own module as ``exercises``: it holds every checker N calls, check_prediction too."""
+    assert [m.__name__.rsplit(".", 1)[1][:3] for m in NOTEBOOK_MODULES] == [f"n0{i}" for i in range(1, 10)]
+    for module in NOTEBOOK_MODULES:
+        assert module.check_prediction is checking.check_prediction
+        own = {name for name, value in vars(module).items() if callable(value) and not name.startswith("_")
+               and getattr(value, "__module__", None) == module.__name__}
+        assert set(module.__all__) == own | {"check_prediction"}, module.__name__
 
 
 def test_a_broken_mistake_model_is_not_skipped() -> None:
@@ -298,7 +325,7 @@ def test_a_broken_mistake_model_is_not_skipped() -> None:
         return x.sum()
 
     with pytest.raises(TypeError):
-        exercises.check_implementation(lambda x: -x.sum(), reference, cases, "total",
+        checking.check_implementation(lambda x: -x.sum(), reference, cases, "total",
                                        mistakes=[("sign", lambda y: -y.sum())])
 
 
@@ -315,10 +342,10 @@ def test_a_mistake_must_fit_every_case(capsys) -> None:
         return x.abs().sum()
 
     mistakes = [("doubled", lambda x: 2 * x.sum()), ("absolute values", abs_sum)]
-    assert exercises.check_implementation(lambda x: x.abs().sum() * 1.0, reference, cases, "total",
+    assert checking.check_implementation(lambda x: x.abs().sum() * 1.0, reference, cases, "total",
                                           mistakes=mistakes) is False
     assert "absolute values" in capsys.readouterr().out
-    assert exercises.check_implementation(lambda x: x.sum() + x.numel() * 1.5, reference, cases, "total",
+    assert checking.check_implementation(lambda x: x.sum() + x.numel() * 1.5, reference, cases, "total",
                                           mistakes=mistakes) is False
     out = capsys.readouterr().out
     assert "doubled" not in out and "absolute" not in out and "on a, total gives" in out, out
@@ -327,13 +354,8 @@ def test_a_mistake_must_fit_every_case(capsys) -> None:
 # ---------------------------------------------------------------- predict, then run: one checker
 
 
-def test_one_check_prediction() -> None:
-    assert exercises.check_prediction is exercises_common.check_prediction
-    assert not hasattr(exercises_late, "check_prediction")
-
-
 def test_prediction_not_attempted_prints_the_hint_without_the_value(capsys) -> None:
-    assert exercises.check_prediction(None, 0.6994, "the final pi", tolerance=0.05, explanation="The mix.") is None
+    assert checking.check_prediction(None, 0.6994, "the final pi", tolerance=0.05, explanation="The mix.") is None
     out = capsys.readouterr().out
     assert out.startswith("Not attempted yet. Hint:") and "the final pi" in out
     assert "0.6994" not in out and "The mix." not in out
@@ -351,7 +373,7 @@ def test_prediction_not_attempted_folds_the_value_in_html(monkeypatch) -> None:
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: Kernel())
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
-    assert exercises.check_prediction(None, 0.69937, "the final pi", tolerance=0.05,
+    assert checking.check_prediction(None, 0.69937, "the final pi", tolerance=0.05,
                                       explanation="PSFT's fixed point is the mix (q < π).") is None
     (output, raw), = shown
     assert raw and set(output) == {"text/plain", "text/html"}
@@ -361,7 +383,7 @@ def test_prediction_not_attempted_folds_the_value_in_html(monkeypatch) -> None:
     assert "<details open" not in page and "<summary>Measured value (open it after" in page
     assert "(q &lt; π)" in page  # the explanation is escaped
     shown.clear()
-    exercises.check_prediction(None, "unchanged", "the rescaled advantages", options=["unchanged", "shifted"])
+    checking.check_prediction(None, "unchanged", "the rescaled advantages", options=["unchanged", "shifted"])
     (output, _), = shown
     assert "'unchanged', 'shifted'" in output["text/plain"] and "gave 'unchanged'" in output["text/html"]
     assert "gave" not in output["text/plain"]
@@ -376,41 +398,41 @@ def test_prediction_output_is_the_same_on_every_run(monkeypatch) -> None:
     monkeypatch.setattr(IPython, "get_ipython", lambda: type("K", (), {"kernel": None})())
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
     for measured in (0.699371, 0.699372, 0.7):
-        exercises.check_prediction(None, measured, "p", tolerance=0.05)
+        checking.check_prediction(None, measured, "p", tolerance=0.05)
     assert shown[0] == shown[1] != shown[2]
 
 
 def test_prediction_right_and_wrong(capsys) -> None:
-    assert exercises.check_prediction(0.7, 0.6994, "p", tolerance=0.05, explanation="The mix.") is True
+    assert checking.check_prediction(0.7, 0.6994, "p", tolerance=0.05, explanation="The mix.") is True
     out = capsys.readouterr().out
     assert out.startswith("Correct: you predicted 0.7; the experiment gave 0.6994 (within ±0.05 counts). The mix.")
-    assert exercises.check_prediction(0.2, 0.52, "p", tolerance=0.05) is False
+    assert checking.check_prediction(0.2, 0.52, "p", tolerance=0.05) is False
     assert capsys.readouterr().out.startswith("Not yet: you predicted 0.2; the experiment gave 0.52")
-    assert exercises.check_prediction(3, 3, "steps", tolerance=0) is True
-    assert exercises.check_prediction("Same", "same", "fixed point") is True
-    assert exercises.check_prediction("different", "same", "fixed point") is False
-    assert exercises.check_prediction(True, False, "flag") is False
+    assert checking.check_prediction(3, 3, "steps", tolerance=0) is True
+    assert checking.check_prediction("Same", "same", "fixed point") is True
+    assert checking.check_prediction("different", "same", "fixed point") is False
+    assert checking.check_prediction(True, False, "flag") is False
     capsys.readouterr()
-    assert exercises.check_prediction("yes", True, "flag") is False
+    assert checking.check_prediction("yes", True, "flag") is False
     assert "predict True or False" in capsys.readouterr().out
-    assert exercises.check_prediction("a lot", 0.5, "p", tolerance=0.1) is False
+    assert checking.check_prediction("a lot", 0.5, "p", tolerance=0.1) is False
     assert "single number" in capsys.readouterr().out
 
 
 def test_prediction_with_options(capsys) -> None:
     options = ["rises", "falls", "neither"]
-    assert exercises.check_prediction(None, "rises", "the curve", options=options) is None
+    assert checking.check_prediction(None, "rises", "the curve", options=options) is None
     assert "one of 'rises', 'falls', 'neither'" in capsys.readouterr().out
-    assert exercises.check_prediction("up", "rises", "the curve", options=options) is False
+    assert checking.check_prediction("up", "rises", "the curve", options=options) is False
     assert "answer with one of" in capsys.readouterr().out
-    assert exercises.check_prediction(" Rises", "rises", "the curve", options=options, explanation="K grows.") is True
+    assert checking.check_prediction(" Rises", "rises", "the curve", options=options, explanation="K grows.") is True
     assert capsys.readouterr().out.rstrip().endswith("K grows.")
-    assert exercises.check_prediction("falls", "rises", "the curve", options=options) is False
+    assert checking.check_prediction("falls", "rises", "the curve", options=options) is False
     assert "the experiment gave 'rises'" in capsys.readouterr().out
     with pytest.raises(ValueError, match="not one of the options"):
-        exercises.check_prediction("rises", "sideways", "the curve", options=options)
+        checking.check_prediction("rises", "sideways", "the curve", options=options)
     with pytest.raises(ValueError, match="not one of the options"):
-        exercises.check_prediction(None, "sideways", "the curve", options=options)
+        checking.check_prediction(None, "sideways", "the curve", options=options)
 
 
 # ---------------------------------------------------------------- 05: the PSFT training loop
@@ -450,38 +472,38 @@ def psft_loop_never_refresh(model, minibatches, K, optimiser, logprobs, clip):
 
 
 def test_psft_loop_checker_passes_a_right_loop(capsys) -> None:
-    assert exercises.check_psft_loop(psft_loop_ok) is True
+    assert n05.check_psft_loop(psft_loop_ok) is True
     out = capsys.readouterr().out
     assert "K = 1 and K = 8" in out and "bit for bit" in out, out
 
 
 def test_psft_loop_checker_fails_a_loop_that_refreshes_every_step(capsys) -> None:
     """Right at K = 1 (a refresh before every step is what K = 1 means), named at K = 8."""
-    assert exercises.check_psft_loop(psft_loop_refresh_every_step) is False
+    assert n05.check_psft_loop(psft_loop_refresh_every_step) is False
     out = capsys.readouterr().out
     assert out.startswith("Not yet: with K = 8: the old policy is refreshed before every step"), out
 
 
 def test_psft_loop_checker_fails_a_loop_that_never_refreshes(capsys) -> None:
-    assert exercises.check_psft_loop(psft_loop_never_refresh) is False
+    assert n05.check_psft_loop(psft_loop_never_refresh) is False
     out = capsys.readouterr().out
     assert "never refreshed" in out, out
 
 
-@pytest.mark.parametrize("index", range(len(exercises_clip.LOOP_MISTAKES)))
+@pytest.mark.parametrize("index", range(len(n05.LOOP_MISTAKES)))
 def test_each_loop_mistake_model_is_named(capsys, index) -> None:
-    message, wrong, _ = exercises_clip.LOOP_MISTAKES[index]
-    first_wrong_k = 8 if wrong is exercises_clip._loop_refresh_every_step else 1  # K = 1 refreshes every step
-    assert exercises.check_psft_loop(wrong) is False
+    message, wrong, _ = n05.LOOP_MISTAKES[index]
+    first_wrong_k = 8 if wrong is n05._loop_refresh_every_step else 1  # K = 1 refreshes every step
+    assert n05.check_psft_loop(wrong) is False
     assert capsys.readouterr().out == f"Not yet: with K = {first_wrong_k}: {message}.\n"
 
 
 def test_psft_loop_checker_other_answers(capsys) -> None:
-    assert exercises.check_psft_loop(None) is None
+    assert n05.check_psft_loop(None) is None
     assert "Not attempted" in capsys.readouterr().out
-    assert exercises.check_psft_loop(3) is False
+    assert n05.check_psft_loop(3) is False
     assert "pass the function itself" in capsys.readouterr().out
-    assert exercises.check_psft_loop(lambda *args: None) is False
+    assert n05.check_psft_loop(lambda *args: None) is False
     assert "left the parameters where they started" in capsys.readouterr().out
 
     def raises_at_k8(model, minibatches, K, optimiser, logprobs, clip):
@@ -497,7 +519,7 @@ def test_psft_loop_checker_other_answers(capsys) -> None:
         else:
             psft_loop_ok(model, minibatches, K, optimiser, logprobs, clip)
 
-    assert exercises.check_psft_loop(raises_at_k8) is False
+    assert n05.check_psft_loop(raises_at_k8) is False
     out = capsys.readouterr().out
     assert "with K = 8 your loop raised RuntimeError" in out and "torch.no_grad()" in out, out
 
@@ -507,6 +529,6 @@ def test_psft_loop_checker_keeps_the_random_state_and_thread_count() -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    exercises.check_psft_loop(psft_loop_ok)
+    n05.check_psft_loop(psft_loop_ok)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads

@@ -1,4 +1,4 @@
-"""The notebook 06-08 checkers of psft_edu.exercises_late: None when unattempted, True for a right
+"""The implement-it checkers of notebooks 06-08: None when unattempted, True for a right
 implementation, False with the first mistake named for the usual wrong ones (each one it recognises is fed to it
 here)."""
 
@@ -9,16 +9,18 @@ import inspect
 import pytest
 import torch
 
-from psft_edu import exercises_late as ex
 from psft_edu import objectives as obj
-from psft_edu import rl
+from psft_edu.course.exercises import n06_entropy_collapse as n06
+from psft_edu.course.exercises import n07_rl_after_sft as n07
+from psft_edu.course.exercises import n08_neighbours_and_ablations as n08
 
 
 def _checkers():
     return {
         n: f
-        for n, f in inspect.getmembers(ex, inspect.isfunction)
-        if n.startswith("check_") and f.__module__ == ex.__name__
+        for module in (n06, n07, n08)
+        for n, f in inspect.getmembers(module, inspect.isfunction)
+        if n.startswith("check_") and n.endswith("_impl") and f.__module__ == module.__name__
     }
 
 
@@ -64,7 +66,7 @@ def good_advantages(rewards, group_size, delta=1e-6):
     ],
 )
 def test_group_advantages_names_the_mistake(wrong, words, capsys) -> None:
-    assert ex.check_group_advantages_impl(wrong) is False
+    assert n07.check_group_advantages_impl(wrong) is False
     out = capsys.readouterr().out
     assert out.startswith("Not yet") and words in out, out
 
@@ -74,12 +76,12 @@ def test_group_advantages_strided_groups(capsys) -> None:
         x = r.reshape(g, -1)
         return ((x - x.mean(0, keepdim=True)) / (x.std(0, unbiased=False, keepdim=True) + 1e-6)).reshape(-1)
 
-    assert ex.check_group_advantages_impl(strided) is False
+    assert n07.check_group_advantages_impl(strided) is False
     assert "consecutive" in capsys.readouterr().out
 
 
 def test_group_advantages_not_callable(capsys) -> None:
-    assert ex.check_group_advantages_impl([1.0, 0.0]) is False
+    assert n07.check_group_advantages_impl([1.0, 0.0]) is False
     assert "function" in capsys.readouterr().out
 
 
@@ -107,7 +109,7 @@ def good_dft(logp, mask):
     ],
 )
 def test_dft_names_the_mistake(wrong, words, capsys) -> None:
-    assert ex.check_dft_loss_impl(wrong) is False
+    assert n08.check_dft_loss_impl(wrong) is False
     out = capsys.readouterr().out
     assert out.startswith("Not yet") and words in out, out
 
@@ -123,9 +125,9 @@ def good_k3(logp, ref, mask):
 @pytest.mark.parametrize(
     ("checker", "by_hand", "package"),
     [
-        (ex.check_group_advantages_impl, good_advantages, rl.group_advantages),
-        (ex.check_dft_loss_impl, good_dft, obj.dft_loss),
-        (ex.check_k3_kl_impl, good_k3, obj.kl_to_reference),
+        (n07.check_group_advantages_impl, good_advantages, obj.group_advantages),
+        (n08.check_dft_loss_impl, good_dft, obj.dft_loss),
+        (n08.check_k3_kl_impl, good_k3, obj.kl_to_reference),
     ],
 )
 def test_right_implementations_pass(checker, by_hand, package, capsys) -> None:
@@ -148,7 +150,7 @@ def test_right_implementations_pass(checker, by_hand, package, capsys) -> None:
     ],
 )
 def test_k3_names_the_mistake(wrong, words, capsys) -> None:
-    assert ex.check_k3_kl_impl(wrong) is False
+    assert n08.check_k3_kl_impl(wrong) is False
     out = capsys.readouterr().out
     assert words in out, out
 
@@ -156,23 +158,23 @@ def test_k3_names_the_mistake(wrong, words, capsys) -> None:
 # ---------------------------------------------------------------- reading a curve
 
 def test_trend() -> None:
-    assert ex.trend([0.3, 0.2, 0.1]) == "falls"
-    assert ex.trend([0.1, 0.2]) == "rises"
-    assert ex.trend([0.1, 0.3, 0.2]) == "neither"
-    assert ex.trend([0.1]) == "neither"
+    assert n08.trend([0.3, 0.2, 0.1]) == "falls"
+    assert n08.trend([0.1, 0.2]) == "rises"
+    assert n08.trend([0.1, 0.3, 0.2]) == "neither"
+    assert n08.trend([0.1]) == "neither"
 
 
 def test_cases_are_real_distributions() -> None:
-    for _, logp, ref, mask in ex._token_cases():
+    for _, logp, ref, mask in n08._token_cases():
         finite = mask > 0
         assert (logp[finite] <= 0).all() and (ref[finite] <= 0).all()
-    assert torch.isinf(ex._token_cases()[-1][1]).any()
+    assert torch.isinf(n08._token_cases()[-1][1]).any()
 
 
 def test_function_that_still_returns_none_is_not_attempted(capsys) -> None:
-    assert ex.check_group_advantages_impl(lambda r, g: None) is None
-    assert ex.check_dft_loss_impl(lambda lp, m: None) is None
-    assert ex.check_k3_kl_impl(lambda lp, rf, m: None) is None
+    assert n07.check_group_advantages_impl(lambda r, g: None) is None
+    assert n08.check_dft_loss_impl(lambda lp, m: None) is None
+    assert n08.check_k3_kl_impl(lambda lp, rf, m: None) is None
     out = capsys.readouterr().out
     assert out.count("Not attempted yet") == 3 and "Correct" not in out and "Not yet" not in out
 
@@ -196,7 +198,7 @@ def test_notebook_exercises_build_predict_and_fold_a_solution(name) -> None:
     tags = [c.get("metadata", {}).get("tags", []) for c in cells]
     code = [(s, t, c) for s, t, c in zip(source, tags, cells) if c["cell_type"] == "code"]
     exercise = [s for s, t, _ in code if "exercise" in t]
-    assert any("exercises_late.check_" in s and "_impl(" in s for s in exercise), "no implement-it exercise"
+    assert any("exercises.check_" in s and "_impl(" in s for s in exercise), "no implement-it exercise"
     assert any(s.lstrip().startswith("prediction = None") for s in exercise), "no predict-then-run question"
     assert any("check_prediction(prediction" in s for s, _, _ in code)
     solutions = [c for s, t, c in code if "solution" in t]
@@ -214,7 +216,7 @@ def test_notebook_exercises_build_predict_and_fold_a_solution(name) -> None:
 
 
 def test_exact_kl_checker(capsys) -> None:
-    from psft_edu.exercises_late import check_exact_kl_impl
+    from psft_edu.course.exercises.n06_entropy_collapse import check_exact_kl_impl
 
     def right(logits, ref_logits):
         p, q = logits.log_softmax(-1), ref_logits.log_softmax(-1)
@@ -231,7 +233,7 @@ def test_exact_kl_checker(capsys) -> None:
 
 
 def test_a_template_that_still_returns_none_is_not_attempted(capsys) -> None:
-    from psft_edu.exercises_late import check_exact_kl_impl
+    from psft_edu.course.exercises.n06_entropy_collapse import check_exact_kl_impl
 
     def template(logits, ref_logits):
         return None

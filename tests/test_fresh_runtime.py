@@ -33,7 +33,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from test_wheel import build_wheel, clean_env, source_copy  # tests/ is on sys.path under pytest
 
-from psft_edu import course, home
+from psft_edu.course import editions, home
 
 try:
     import tomllib
@@ -156,7 +156,7 @@ def test_the_setup_cell_installs_what_the_notebook_needs_in_a_fresh_runtime(runt
     run = tmp_path / "content"  # a hosted runtime has the notebook and nothing else of the repository
     run.mkdir()
     shutil.copy2(REPO / "notebooks" / name, run / name)
-    course.stamp_notebook(run / name)
+    editions.stamp_notebook(run / name)
     env = clean_env(
         PSFT_EDU_INSTALL_SOURCE=str(runtime_parts["wheel"]), PIP_FIND_LINKS=str(runtime_parts["wheelhouse"]),
         PSFT_EDU_PRESET="tiny", PIP_NO_COMPILE="0", PYTHONNOUSERSITE="1", JUPYTER_PLATFORM_DIRS="1",
@@ -176,7 +176,7 @@ def test_the_setup_cell_installs_what_the_notebook_needs_in_a_fresh_runtime(runt
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     nb = nbformat.read(executed, as_version=4)
-    setup = next(c for c in nb.cells if course.SETUP_TAG in c.metadata.get("tags", []))
+    setup = next(c for c in nb.cells if editions.SETUP_TAG in c.metadata.get("tags", []))
     said = "".join(o.get("text", "") for o in setup.outputs)
     extras = FRESH_NOTEBOOKS[name]
     package = f"psft-edu[{','.join(extras)}]" if extras else "psft-edu"
@@ -204,14 +204,14 @@ def test_setup_cell_does_nothing_where_the_course_is_installed(monkeypatch) -> N
     for name in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "PSFT_EDU_PRESET"):
         monkeypatch.delenv(name, raising=False)
     for extras in ([], ["trl"]):  # this environment has the course and its trl extra
-        namespace, calls = _run_cell(course.setup_cell_source(extras, source="/nonexistent/source"), monkeypatch)
+        namespace, calls = _run_cell(editions.setup_cell_source(extras, source="/nonexistent/source"), monkeypatch)
         assert namespace["missing"] == [] and not calls and not namespace["hosted"]
     assert "PSFT_EDU_PRESET" not in os.environ
 
 
 def test_setup_cell_installs_a_missing_extra_in_a_hosted_runtime_and_stops_elsewhere(monkeypatch) -> None:
-    monkeypatch.setitem(course.EXTRA_MODULES, "trl", ("psft_edu_no_such_module",))
-    source = course.setup_cell_source(["trl"], source="git+https://github.com/someone/fork")
+    monkeypatch.setitem(editions.EXTRA_MODULES, "trl", ("psft_edu_no_such_module",))
+    source = editions.setup_cell_source(["trl"], source="git+https://github.com/someone/fork")
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delenv("PSFT_EDU_INSTALL_SOURCE", raising=False)
@@ -232,22 +232,22 @@ def test_setup_cell_picks_the_preset_in_a_hosted_runtime(monkeypatch) -> None:
 
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")  # e.g. after a restart: installed, preset unset
     monkeypatch.delenv("PSFT_EDU_PRESET", raising=False)
-    namespace, calls = _run_cell(course.setup_cell_source(), monkeypatch)
+    namespace, calls = _run_cell(editions.setup_cell_source(), monkeypatch)
     assert not calls
     assert os.environ["PSFT_EDU_PRESET"] == ("small" if torch.cuda.is_available() else "tiny")
     monkeypatch.setenv("PSFT_EDU_PRESET", "gpt2")  # an explicit choice wins
-    _run_cell(course.setup_cell_source(), monkeypatch)
+    _run_cell(editions.setup_cell_source(), monkeypatch)
     assert os.environ["PSFT_EDU_PRESET"] == "gpt2"
 
 
 def test_extras_follow_the_imports_and_match_pyproject() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for extra, modules in course.EXTRA_MODULES.items():
+    for extra, modules in editions.EXTRA_MODULES.items():
         names = {_canon(Requirement(r).name) for r in project["optional-dependencies"][extra]}
         assert {_canon(m) for m in modules} == names, extra
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        assert course.extras_needed(nb) == (["trl"] if path.name.startswith("09_") else []), path.name
+        assert editions.extras_needed(nb) == (["trl"] if path.name.startswith("09_") else []), path.name
 
 
 # ----------------------------------------------------------------------------------------- stamp
@@ -258,25 +258,25 @@ def test_stamp_writes_both_launch_cells_under_the_title_and_is_idempotent(tmp_pa
         target = tmp_path / path.name
         shutil.copy2(path, target)
         original = nbformat.read(target, as_version=4)
-        course.stamp_notebook(target)
+        editions.stamp_notebook(target)
         first = target.read_bytes()
-        assert course.stamp_notebook(target) is False and target.read_bytes() == first
+        assert editions.stamp_notebook(target) is False and target.read_bytes() == first
         nb = nbformat.read(target, as_version=4)
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
         link, setup = nb.cells[1], nb.cells[2]
-        assert link.metadata["tags"] == [course.LINK_TAG] and the_home.colab_url(path.name) in link.source
-        assert setup.metadata["tags"] == [course.SETUP_TAG]
-        assert setup.source == course.setup_cell_source(course.extras_needed(original))
-        old = next((c for c in original.cells if course.SETUP_TAG in c.metadata.get("tags", [])), None)
+        assert link.metadata["tags"] == [editions.LINK_TAG] and the_home.colab_url(path.name) in link.source
+        assert setup.metadata["tags"] == [editions.SETUP_TAG]
+        assert setup.source == editions.setup_cell_source(editions.extras_needed(original))
+        old = next((c for c in original.cells if editions.SETUP_TAG in c.metadata.get("tags", [])), None)
         if old is not None:  # updated in place: an executed notebook stays executed
             assert setup.execution_count == old.execution_count and setup.id == old.id
-        kept = [c.source for c in original.cells if not set(course.LAUNCH_TAGS) & set(c.metadata.get("tags", []))]
+        kept = [c.source for c in original.cells if not set(editions.LAUNCH_TAGS) & set(c.metadata.get("tags", []))]
         assert [c.source for c in nb.cells[:1] + nb.cells[3:]] == kept
     # An outdated or duplicated launch cell is replaced, not added to.
     nb.cells[2].source = "# an older set-up cell"
-    nb.cells.insert(5, nbformat.v4.new_markdown_cell("[Open in Colab](old)", metadata={"tags": [course.LINK_TAG]}))
+    nb.cells.insert(5, nbformat.v4.new_markdown_cell("[Open in Colab](old)", metadata={"tags": [editions.LINK_TAG]}))
     nbformat.write(nb, target)
-    assert course.stamp_notebook(target) is True
+    assert editions.stamp_notebook(target) is True
     assert target.read_bytes() == first
 
 
@@ -293,7 +293,7 @@ def test_stamp_repo_points_a_copy_of_the_repository_at_a_fork(tmp_path) -> None:
     command = [sys.executable, "-m", "psft_edu.course", "stamp", "--repo", url + ".git"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=fork, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    new = home.load_home(fork / "psft_edu" / "home.json")
+    new = home.load_home(fork / "psft_edu" / "course" / "home.json")
     assert new == home.Home(url, "main", f"git+{url}")
     old = home.load_home()
     for path in sorted((fork / "notebooks").glob("*.ipynb")):

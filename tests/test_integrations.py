@@ -338,9 +338,10 @@ def test_rejects_bad_arguments(base, dataset, tmp_path):
 def test_core_package_does_not_import_trl():
     code = (
         "import importlib, pkgutil, sys, psft_edu\n"
-        "for m in pkgutil.iter_modules(psft_edu.__path__):\n"
-        "    if m.name not in ('integrations', '__main__'):\n"
-        "        importlib.import_module('psft_edu.' + m.name)\n"
+        "for m in pkgutil.walk_packages(psft_edu.__path__, 'psft_edu.'):\n"
+        "    if m.name != 'psft_edu.integrations' and not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)\n"
+        "assert 'psft_edu.course.exercises.n09_psft_in_trl' in sys.modules\n"
         "bad = sorted(n for n in sys.modules if n == 'trl' or n.startswith(('trl.', 'psft_edu.integrations')))\n"
         "assert not bad, bad\n"
     )

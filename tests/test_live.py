@@ -1,4 +1,4 @@
-"""psft_edu.live: the plumbing behind notebook 07's PSFT_EDU_LIVE=1 re-run."""
+"""psft_edu.course.live: the plumbing behind notebook 07's PSFT_EDU_LIVE=1 re-run."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from psft_edu import live, rl
-from psft_edu.models import REPO_ROOT
+from psft_edu.course import live
+from psft_edu.engine.grpo_loop import RLConfig
+from psft_edu.experiments import rl_experiment
+from psft_edu.paths import REPO_ROOT
 
 
 def test_parse_run_name() -> None:
@@ -20,7 +22,7 @@ def test_parse_run_name() -> None:
 def test_rl_config_from_committed_settings() -> None:
     cached = json.loads((REPO_ROOT / "notebooks" / "results" / "rl_small.json").read_text())
     cfg = live.rl_config_from_settings(cached["settings"])
-    assert isinstance(cfg, rl.RLConfig)
+    assert isinstance(cfg, RLConfig)
     for key in ("lr", "steps", "group_size", "clip_low", "clip_high", "beta", "agg", "seed"):
         assert getattr(cfg, key) == cached["settings"][key]
     assert cfg.init == ""
@@ -54,7 +56,7 @@ def test_rerun_fine_tunes_missing_checkpoints(tmp_path, monkeypatch) -> None:
         return {"runs": {}}
 
     monkeypatch.setattr(live, "finetune_checkpoints", fake_finetune)
-    monkeypatch.setattr(rl, "rl_after_finetuning", fake_rl)
+    monkeypatch.setattr(rl_experiment, "rl_after_finetuning", fake_rl)
     assert live.rerun_rl_experiment(cached, tmp_path / "work") == {"runs": {}}
     assert tuned == [("tiny", ("sft",), 1e-3, 1)]
     assert called["inits"] == {"sft_lr1e-03_seed1": str(tmp_path / "work" / "tiny_sft_lr1e-03_seed1" / "sft" / "model"),

@@ -9,9 +9,10 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from psft_edu import models
-from psft_edu.models import PRESETS, load_model, new_model, pick_device, preset_name
-from psft_edu.runs import maybe_compile
+from psft_edu import models, presets
+from psft_edu.engine.runs import maybe_compile
+from psft_edu.models import load_model, new_model, pick_device
+from psft_edu.presets import PRESETS, preset_name
 
 PROBE = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
 
@@ -80,26 +81,26 @@ def test_new_model_is_seeded(tokenizer):
 
 
 def test_preset_name_resolution(monkeypatch):
-    monkeypatch.delenv(models.PRESET_ENV, raising=False)
+    monkeypatch.delenv(presets.PRESET_ENV, raising=False)
     assert preset_name() == "small"
     assert preset_name("tiny") == "tiny"
-    monkeypatch.setenv(models.PRESET_ENV, "gpt2")
+    monkeypatch.setenv(presets.PRESET_ENV, "gpt2")
     assert preset_name() == "gpt2"
     assert preset_name(None) == "gpt2"
     assert preset_name("tiny") == "tiny"  # an explicit name wins over the environment
-    assert models.get_preset() is PRESETS["gpt2"]
-    monkeypatch.setenv(models.PRESET_ENV, "")
+    assert presets.get_preset() is PRESETS["gpt2"]
+    monkeypatch.setenv(presets.PRESET_ENV, "")
     assert preset_name() == "small"  # an empty variable counts as unset
 
 
 def test_preset_name_rejects_unknown_names(monkeypatch):
     with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from tiny, small, gpt2"):
         preset_name("huge")
-    monkeypatch.setenv(models.PRESET_ENV, "medium")
+    monkeypatch.setenv(presets.PRESET_ENV, "medium")
     with pytest.raises(ValueError, match="unknown preset 'medium'"):
         preset_name()
     with pytest.raises(ValueError, match="unknown preset"):
-        models.get_preset()
+        presets.get_preset()
 
 
 # ---------------------------------------------------------------- devices
@@ -210,7 +211,7 @@ FLOAT_KEYS = {"sample_entropy", "ood_sample_entropy"}  # the summary holds the o
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
 def test_shipped_checkpoint_reproduces_its_manifest(preset):
-    from psft_edu.pretrain import MANIFEST, base_evaluation
+    from psft_edu.experiments.pretrain import MANIFEST, base_evaluation
 
     folder = models.checkpoint_path(preset)
     if not (folder / "config.json").exists() or not (folder / MANIFEST).exists():

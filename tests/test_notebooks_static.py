@@ -115,7 +115,7 @@ def test_uses_package_latex_and_checks(notebook) -> None:
     code = [_source(c) for c in _code_cells(nb) if "colab-setup" not in c.get("metadata", {}).get("tags", [])]
     assert code, f"{name}: no code cells"
     assert "psft_edu" in code[0] and "notebook_setup" in code[0], (
-        f"{name}: the first code cell must `import psft_edu` and call psft_edu.notebook_setup(seed=...)"
+        f"{name}: the first code cell must call notebook_setup(seed=...) from psft_edu.course"
     )
     assert any("psft_edu" in src for src in code[1:]) or "psft_edu." in code[0], f"{name}: never calls psft_edu"
     assert any(LATEX.search(md) for md in _markdown(nb)), f"{name}: has no LaTeX equation ($...$ or $$...$$)"
@@ -138,9 +138,15 @@ def test_checked_outputs_are_stable(notebook) -> None:
 
 def test_exercise_checkers_accept_none(capsys) -> None:
     """Every check_* prints that the exercise was not attempted (with a hint) and returns None for None."""
-    from psft_edu import exercises
+    import importlib
 
-    checkers = {n: f for n, f in inspect.getmembers(exercises, inspect.isfunction) if n.startswith("check_")}
+    from psft_edu.course import exercises
+
+    checkers = {}
+    for path in sorted(Path(exercises.__file__).parent.glob("n[0-9][0-9]_*.py")):
+        module = importlib.import_module(f"{exercises.__name__}.{path.stem}")
+        checkers.update({f"{path.stem}.{n}": f for n, f in inspect.getmembers(module, inspect.isfunction)
+                         if n.startswith("check_")})
     for name, checker in sorted(checkers.items()):
         params = [
             p
@@ -283,10 +289,10 @@ def test_exercises_make_you_build(stem: str) -> None:
 
 def test_launch_cells_are_current(notebook) -> None:
     """The Open-in-Colab and set-up cells are the ones ``python -m psft_edu.course stamp notebooks`` writes from
-    psft_edu/home.json, right under the title (re-run that command after changing either)."""
+    psft_edu/course/home.json, right under the title (re-run that command after changing either)."""
     import nbformat
 
-    from psft_edu.course import LINK_TAG, SETUP_TAG, extras_needed, link_cell_source, setup_cell_source
+    from psft_edu.course.editions import LINK_TAG, SETUP_TAG, extras_needed, link_cell_source, setup_cell_source
 
     name, nb = notebook
     nb = nbformat.reads(json.dumps(nb), as_version=4)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from psft_edu import objectives as obj
-from psft_edu.train import TrainConfig, Trainer, objective_loss
+from psft_edu.engine.train import TrainConfig, Trainer, objective_loss
 
 RECORDS = [{"prompt": f"add {a} {b}:", "completion": f" {a + b}"} for a in range(8) for b in range(8)]
 
@@ -31,7 +31,7 @@ def test_objective_loss_rejects_an_unknown_name() -> None:
 
 
 def test_config_and_cli_reject_an_unknown_name() -> None:
-    from psft_edu.__main__ import build_parser
+    from psft_edu.cli.main import build_parser
 
     with pytest.raises(ValueError, match="unknown objective"):
         TrainConfig(objective="asft2")
@@ -40,9 +40,9 @@ def test_config_and_cli_reject_an_unknown_name() -> None:
 
 
 def test_every_reader_lists_the_registry() -> None:
-    from psft_edu import plots, sweep
-    from psft_edu.__main__ import build_parser
-    from psft_edu.compare import SETTINGS
+    from psft_edu.cli.main import build_parser
+    from psft_edu.experiments import plots, sweep
+    from psft_edu.experiments.compare import SETTINGS
 
     names = list(obj.OBJECTIVES)
     assert names == ["sft", "psft", "sft_kl", "dft", "asft"]
@@ -136,14 +136,13 @@ def test_clip_fraction_by_minibatch_matches_the_loss_statistic() -> None:
         obj.clip_fraction_by_minibatch(ratios, mask, 0.28, 4)
 
 
-def test_old_homes_still_answer() -> None:
+def test_the_notebook_helpers_use_the_registry_equations() -> None:
     import numpy as np
 
-    from psft_edu import rl, widgets
+    from psft_edu.course import analysis
 
-    assert rl.group_advantages is obj.group_advantages
     r = np.array([0.5, 1.0, 1.28, 1.2800001, 3.0])
-    assert widgets.psft_weight(r, 0.28).tolist() == [0.5, 1.0, 1.28, 0.0, 0.0]
-    assert widgets._surrogate_and_slope(1.5, 1.0, 0.2) == (1.2, 0.0)
-    assert widgets._surrogate_and_slope(0.5, -1.0, 0.2) == (-0.8, 0.0)
-    assert widgets.clip_fractions_by_minibatch([[[1.0, 2.0]], [[1.5, 1.0]]], [[1, 1]], 0.28, 2) == [0.5, 0.5]
+    assert analysis.psft_weight(r, 0.28).tolist() == [0.5, 1.0, 1.28, 0.0, 0.0]
+    assert analysis._surrogate_and_slope(1.5, 1.0, 0.2) == (1.2, 0.0)
+    assert analysis._surrogate_and_slope(0.5, -1.0, 0.2) == (-0.8, 0.0)
+    assert analysis.clip_fractions_by_minibatch([[[1.0, 2.0]], [[1.5, 1.0]]], [[1, 1]], 0.28, 2) == [0.5, 0.5]

@@ -11,7 +11,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from psft_edu.models import REPO_ROOT
+from psft_edu.paths import REPO_ROOT
 
 try:
     import tomllib

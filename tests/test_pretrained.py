@@ -14,12 +14,12 @@ import torch
 from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from psft_edu import pretrained
-from psft_edu.compare import CompareSettings, compare
 from psft_edu.data import load_split
+from psft_edu.experiments import pretrained
+from psft_edu.experiments.compare import compare
+from psft_edu.experiments.pretrained import heldout_text, midtrain, perplexity
 from psft_edu.models import load_model
-from psft_edu.presets import EvalProtocol
-from psft_edu.pretrained import heldout_text, midtrain, perplexity
+from psft_edu.presets import CompareSettings, EvalProtocol
 
 # One torch thread: on a busy 2-core machine two threads were more than ten times slower here.
 pytestmark = pytest.mark.usefixtures("one_thread")

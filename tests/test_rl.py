@@ -1,4 +1,4 @@
-"""GRPO (psft_edu.rl): advantages, the shared clipped loss, learning, the CLI, resuming, Ctrl-C."""
+"""GRPO (psft_edu.engine.grpo_loop): advantages, the shared clipped loss, learning, the CLI, resuming, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from psft_edu import objectives, tasks
-from psft_edu.evaluate import sample
+from psft_edu.engine.evaluate import sample
+from psft_edu.engine.grpo_loop import RLConfig, grpo, load_prompts, prompts_for_step
+from psft_edu.engine.runs import Interrupted, TrainingError
 from psft_edu.models import load_model
-from psft_edu.rl import RLConfig, group_advantages, grpo, load_prompts, prompts_for_step
-from psft_edu.runs import Interrupted, TrainingError
+from psft_edu.objectives import group_advantages
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PSFT_EDU_PRESET": "tiny", "OMP_NUM_THREADS": "1"}
@@ -236,7 +237,7 @@ def test_cli_writes_metrics_and_a_loadable_model(tmp_path: Path) -> None:
 
 
 def test_cli_bad_split_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from psft_edu.__main__ import main as cli
+    from psft_edu.cli.main import main as cli
 
     code = cli(["rl", "--init", "tiny", "--out", str(tmp_path / "x"), "--split", str(tmp_path / "missing.jsonl")])
     assert code == 2
@@ -267,7 +268,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path, interrupted_cli
 
 def test_fresh_prompts_avoid_every_shipped_split() -> None:
     from psft_edu.data import load_split
-    from psft_edu.rl import fresh_prompts
+    from psft_edu.experiments.rl_experiment import fresh_prompts
 
     prompts = fresh_prompts(300, seed=1)
     assert len(set(prompts)) == 300 and prompts == fresh_prompts(300, seed=1)
@@ -280,7 +281,7 @@ def test_fresh_prompts_avoid_every_shipped_split() -> None:
 
 
 def test_rl_after_finetuning_runs_each_init_with_the_same_settings(tmp_path: Path) -> None:
-    from psft_edu.rl import format_table, fresh_prompts, rl_after_finetuning
+    from psft_edu.experiments.rl_experiment import format_table, fresh_prompts, rl_after_finetuning
 
     per_family = {"make_sum": load_prompts("eval/make_sum")[:4], "add": load_prompts("eval/add")[:4]}
     show = per_family["make_sum"][:1]
@@ -367,7 +368,7 @@ def test_rl_compare_cli(tmp_path: Path) -> None:
 
 
 def test_rl_compare_cli_missing_checkpoint_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from psft_edu.__main__ import main as cli
+    from psft_edu.cli.main import main as cli
 
     code = cli(["rl-compare", "--sft", "tiny", "--psft", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert code == 2
@@ -378,8 +379,9 @@ def test_rl_compare_cli_missing_checkpoint_is_a_clean_error(tmp_path: Path, caps
 def test_recorded_command_parses_back_to_the_same_arguments() -> None:
     import shlex
 
-    from psft_edu.__main__ import build_parser, command_line
-    from psft_edu.rl import aggregate_table, condition_of
+    from psft_edu.cli.flags import command_line
+    from psft_edu.cli.main import build_parser
+    from psft_edu.experiments.rl_experiment import aggregate_table, condition_of
 
     argv = [
         "rl-compare",

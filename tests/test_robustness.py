@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from psft_edu import __main__ as cli
 from psft_edu import data as data_module
-from psft_edu import train as train_module
+from psft_edu.cli import main as cli
 from psft_edu.data import DataError, build_tokenizer, jsonl_bytes, load_split, read_jsonl
+from psft_edu.engine import train as train_module
+from psft_edu.engine.runs import Interrupted, TrainingError
+from psft_edu.engine.train import TrainConfig, Trainer
 from psft_edu.models import load_model, load_tokenizer, new_model
-from psft_edu.runs import Interrupted, TrainingError
-from psft_edu.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = load_split("sft_train")[:64]
@@ -62,7 +62,7 @@ def one_error_line(capsys) -> str:
 
 def mark(out: Path, command: str) -> Path:
     """A folder as ``command`` leaves it (its marker), for tests that craft the rest by hand."""
-    from psft_edu.outputs import mark_folder
+    from psft_edu.engine.outputs import mark_folder
 
     out.mkdir(parents=True, exist_ok=True)
     mark_folder(out, command)
@@ -308,14 +308,12 @@ FLAG_CASES = {
 
 @pytest.mark.parametrize("case", list(FLAG_CASES))
 def test_bad_flags_stop_with_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch):
-    import psft_edu.bench
-    import psft_edu.compare
-    import psft_edu.sweep
+    from psft_edu.experiments import bench, compare, sweep
 
     def ran(*args, **kwargs):
         raise AssertionError("the command ran (with its defaults) instead of refusing the flag")
 
-    for module, name in ((psft_edu.compare, "compare"), (psft_edu.sweep, "sweep"), (psft_edu.bench, "run_bench")):
+    for module, name in ((compare, "compare"), (sweep, "sweep"), (bench, "run_bench")):
         monkeypatch.setattr(module, name, ran)
     argv, named = FLAG_CASES[case]
     out = tmp_path / "run"
@@ -398,7 +396,7 @@ def test_large_jsonl_shows_progress_and_stays_compact(tmp_path, monkeypatch):
 
 
 def test_rl_sigterm_finishes_the_step_saves_and_resumes(tmp_path):
-    from psft_edu.rl import RLConfig, grpo
+    from psft_edu.engine.grpo_loop import RLConfig, grpo
 
     prompts = [f"add {a} {b}:" for a in range(4) for b in range(4)]
     cfg = RLConfig(steps=3, prompts_per_step=2, group_size=2, eval_every=1, lr=1e-4)
@@ -456,7 +454,8 @@ def test_train_refuses_a_model_folder_that_is_a_link_and_deletes_nothing(tmp_pat
 
 
 def test_save_model_never_deletes_through_a_link(tmp_path):
-    from psft_edu.runs import RunError, save_model_atomic
+    from psft_edu.engine.outputs import RunError
+    from psft_edu.engine.runs import save_model_atomic
 
     theirs = tmp_path / "theirs"
     theirs.mkdir()
@@ -470,7 +469,7 @@ def test_save_model_never_deletes_through_a_link(tmp_path):
 
 
 def test_a_leftover_folder_holding_foreign_things_is_left_alone(tmp_path):
-    from psft_edu.runs import RunError, remove_made_folder
+    from psft_edu.engine.outputs import RunError, remove_made_folder
 
     old = tmp_path / "model.old"
     (old / "sub").mkdir(parents=True)
@@ -512,7 +511,7 @@ def test_a_model_folder_with_its_own_code_is_refused_without_running_it(tmp_path
 
 
 def test_student_edition_refuses_a_folder_it_did_not_write(tmp_path):
-    from psft_edu.course import build_student
+    from psft_edu.course.editions import build_student
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -531,7 +530,7 @@ def test_student_edition_refuses_a_folder_it_did_not_write(tmp_path):
 
 
 def test_site_source_refuses_a_folder_it_did_not_write(tmp_path):
-    from psft_edu.book import write_book_source
+    from psft_edu.course.book import write_book_source
 
     stage = tmp_path / "source"
     stage.mkdir()
@@ -625,7 +624,7 @@ def test_a_second_process_writing_into_the_same_folder_is_refused(tmp_path, caps
 
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from psft_edu.runs import claim_folder; "
+        [sys.executable, "-c", "import sys, time; from psft_edu.engine.runs import claim_folder; "
          f"claim_folder({str(out)!r}, 'train'); print('held', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
     )
@@ -758,7 +757,7 @@ def test_a_foreign_entry_in_model_or_model_old_is_refused_before_training(tmp_pa
 
 
 def test_an_interrupted_compare_never_leaves_the_old_report_beside_new_runs(tmp_path, capsys, monkeypatch):
-    from psft_edu import compare as compare_module
+    from psft_edu.experiments import compare as compare_module
 
     out = mark(tmp_path / "compare", "compare")
     for name in ("summary.json", "report.md"):

@@ -1,4 +1,4 @@
-"""The run machinery every loop shares (psft_edu.runs): stop signals, finiteness guard, resume history."""
+"""The run machinery every loop shares (psft_edu.engine.runs): stop signals, finiteness guard, resume history."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import signal
 import pytest
 import torch
 
-from psft_edu import runs
 from psft_edu.data import load_split
+from psft_edu.engine import runs
+from psft_edu.engine.train import TrainConfig, Trainer
 from psft_edu.models import load_model
-from psft_edu.train import TrainConfig, Trainer
 
 
 def test_stop_signals_turn_sigterm_into_a_flag_and_restore_the_handler():

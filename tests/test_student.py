@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from psft_edu import course
+from psft_edu.course import editions
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -36,7 +36,7 @@ def _tags(cell) -> list[str]:
 
 def _code(nb) -> list[str]:
     """What ``--nbval-lax`` reads of a notebook without markers: the code."""
-    return [course.without_check_marker(c.source) for c in nb.cells if c.cell_type == "code"]
+    return [editions.without_check_marker(c.source) for c in nb.cells if c.cell_type == "code"]
 
 
 def test_student_notebook_follows_the_tags() -> None:
@@ -49,12 +49,12 @@ def test_student_notebook_follows_the_tags() -> None:
         v4.new_markdown_cell("**Solution.** It is 42.", metadata={"tags": ["solution"]}),
         v4.new_markdown_cell("<details><summary>Solutions</summary>\n\nall of them\n</details>"),
     ])
-    student = course.student_notebook(nb)
+    student = editions.student_notebook(nb)
     sources = [c.source for c in student.cells]
     assert sources[:3] == ["# Title", "x = 1", "answer = None  # your answer"]
     assert "answer = 42" not in sources and not any("Solution" in s and "details" in s for s in sources)
     assert not any("solution" in _tags(c) for c in student.cells)
-    assert student.cells[-1].source == course.STUDENT_NOTE
+    assert student.cells[-1].source == editions.STUDENT_NOTE
     assert student.metadata["psft_edu"] == {"edition": "student", "solutions_removed": 3}
     assert len(nb.cells) == 6  # the original is left alone
 
@@ -69,7 +69,7 @@ def test_student_notebook_drops_pointers_saved_hints_and_markers() -> None:
         v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nmine = None\nexercises.check_loss_impl(mine);", outputs=[hint],
                          execution_count=7),
     ])
-    student = course.student_notebook(nb)
+    student = editions.student_notebook(nb)
     assert student.cells[0].source == "## Open challenge\n\nEstimate it by sampling.\n\nThen explain why."
     assert student.cells[1].source == "print(2 + 2)" and student.cells[1].outputs == nb.cells[1].outputs
     assert student.cells[2].source == "mine = None\nexercises.check_loss_impl(mine);"
@@ -80,7 +80,7 @@ def test_student_notebook_drops_pointers_saved_hints_and_markers() -> None:
 @pytest.fixture(scope="module")
 def student(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("student")
-    written = course.build_student(REPO / "notebooks", out)
+    written = editions.build_student(REPO / "notebooks", out)
     assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
     return out
 
@@ -89,21 +89,22 @@ def test_student_edition_removes_solutions_and_keeps_exercises(student: Path) ->
     for path in NOTEBOOKS:
         original = nbformat.read(path, as_version=4)
         copy = nbformat.read(student / path.name, as_version=4)
-        assert not any(course.is_solution(c) for c in copy.cells), f"{path.name}: a solution is left"
-        removed = sum(course.is_solution(c) for c in original.cells)
+        assert not any(editions.is_solution(c) for c in copy.cells), f"{path.name}: a solution is left"
+        removed = sum(editions.is_solution(c) for c in original.cells)
         assert removed >= 1, f"{path.name}: nothing to remove (no folded solutions, no cell tagged solution)"
         assert len(copy.cells) == len(original.cells) - removed + 1
-        exercises = [course.without_check_marker(c.source) for c in original.cells if course.EXERCISE_TAG in _tags(c)]
-        kept = [c.source for c in copy.cells if course.EXERCISE_TAG in _tags(c)]
+        exercises = [editions.without_check_marker(c.source) for c in original.cells
+                     if editions.EXERCISE_TAG in _tags(c)]
+        kept = [c.source for c in copy.cells if editions.EXERCISE_TAG in _tags(c)]
         assert kept == exercises, f"{path.name}: exercise cells changed"
     assert (student / "results").is_dir()
     # Building again gives the same files.
     first = {p.name: p.read_bytes() for p in student.glob("*.ipynb")}
-    course.build_student(REPO / "notebooks", student)
+    editions.build_student(REPO / "notebooks", student)
     assert {p.name: p.read_bytes() for p in student.glob("*.ipynb")} == first
 
 
-# Independent of course.SOLUTION_POINTER: any sentence that sends the reader to a solution somewhere else.
+# Independent of editions.SOLUTION_POINTER: any sentence that sends the reader to a solution somewhere else.
 POINTER = re.compile(r"[^.]*\bsolutions?\b[^.]*\b(?:at the end|below|folded|hidden|further down)\b[^.]*\.", re.I | re.S)
 
 
@@ -115,17 +116,17 @@ def test_student_edition_gives_no_answers_away_and_carries_no_test_setup(student
         originals_point += sum(bool(POINTER.search(c.source)) for c in original.cells if c.cell_type == "markdown")
         copy = nbformat.read(student / path.name, as_version=4)
         for cell in copy.cells:
-            if cell.cell_type == "markdown" and cell.source != course.STUDENT_NOTE:
+            if cell.cell_type == "markdown" and cell.source != editions.STUDENT_NOTE:
                 found = POINTER.search(cell.source)
                 assert not found, f"{path.name}: points to a removed solution: {found.group(0).strip()!r}"
             if cell.cell_type == "code":
-                assert course.CHECK_MARKER not in cell.source, f"{path.name}: the tests' marker is left"
-                if course.is_checker(cell):
+                assert editions.CHECK_MARKER not in cell.source, f"{path.name}: the tests' marker is left"
+                if editions.is_checker(cell):
                     assert not cell.outputs, f"{path.name}: a saved hint or answer: {cell.source[:60]!r}"
         checkers = [c for c in copy.cells if c.cell_type == "code" and "check_" in c.source]
-        assert checkers and all(course.is_checker(c) for c in checkers), f"{path.name}: a checker not recognised"
+        assert checkers and all(editions.is_checker(c) for c in checkers), f"{path.name}: a checker not recognised"
     assert originals_point >= 8  # the full notebooks do point to their solutions
-    for name in course.NOTEBOOK_SUPPORT:
+    for name in editions.NOTEBOOK_SUPPORT:
         assert not (student / name).exists(), f"{name}: test set-up copied to learners"
 
 
@@ -137,7 +138,7 @@ def test_student_edition_runs_under_nbval(student: Path, tmp_path: Path) -> None
             run.append(path.name)
     where = tmp_path / "student"  # the tests' set-up beside a copy, never in the learners' folder
     shutil.copytree(student, where)
-    for name in course.NOTEBOOK_SUPPORT:
+    for name in editions.NOTEBOOK_SUPPORT:
         shutil.copy2(REPO / "notebooks" / name, where / name)
     env = {
         **os.environ,

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from psft_edu.compare import SETTINGS
+from psft_edu.experiments.compare import SETTINGS, slim
+from psft_edu.experiments.sweep import NO_CLIP, cache_path, load_results, regime_pairs, sweep, sweep_specs
 from psft_edu.presets import EvalProtocol
-from psft_edu.sweep import NO_CLIP, cache_path, load_results, regime_pairs, slim, sweep, sweep_specs
 
 TINY = SETTINGS["tiny"]
 # A short run with a token evaluation: the end-to-end tests check plumbing, not accuracy.

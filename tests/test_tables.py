@@ -1,10 +1,10 @@
-"""psft_edu.tables: rows in, the same table as text, Markdown and HTML."""
+"""psft_edu.course.tables: rows in, the same table as text, Markdown and HTML."""
 
 from __future__ import annotations
 
 import pytest
 
-from psft_edu.tables import arrow, make_table, show_table
+from psft_edu.course.tables import arrow, make_table, show_table
 
 
 def test_dict_of_dicts_with_formats_and_titles() -> None:
@@ -52,7 +52,7 @@ def test_show_table_prints_outside_jupyter(capsys) -> None:
 
 
 def test_paired_columns() -> None:
-    from psft_edu.tables import paired_columns
+    from psft_edu.course.tables import paired_columns
 
     row = {"reward_first": 0.1, "reward_last": 0.3, "ood_before": 0.5, "ood_after": 0.4, "lonely_first": 1.0}
     assert paired_columns(row) == {"reward": (0.1, 0.3), "ood": (0.5, 0.4)}

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoTokenizer
 
 from psft_edu import data, tasks
-from psft_edu.models import DATA_DIR, REPO_ROOT, TOKENIZER_DIR
+from psft_edu.paths import DATA_DIR, REPO_ROOT, TOKENIZER_DIR
 
 N_EXAMPLES = 300
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from psft_edu import __main__ as cli
+from psft_edu.cli import main as cli
 from psft_edu.data import load_split
+from psft_edu.engine.runs import Interrupted, TrainingError
+from psft_edu.engine.train import TrainConfig, Trainer
 from psft_edu.models import load_model
-from psft_edu.runs import Interrupted, TrainingError
-from psft_edu.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = load_split("sft_train")[:256]
@@ -116,7 +116,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
 
 
 def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    import psft_edu.train as train_module
+    import psft_edu.engine.train as train_module
 
     real = train_module.objective_loss
 

@@ -106,7 +106,7 @@ def test_wheel_carries_the_course_data(installed) -> None:
     ]
     expected += [f"{shipped}eval/{p.name}" for p in (REPO / "data" / "eval").glob("*.jsonl")]
     expected += [f"psft_edu/_course/notebooks/{p.name}" for p in (REPO / "notebooks").glob("*.ipynb")]
-    expected += ["psft_edu/home.json"]
+    expected += ["psft_edu/course/home.json"]
     missing = [n for n in expected if n not in names]
     assert not missing, missing
     assert not any(".run/" in n for n in names), "a pretraining work folder leaked into the wheel"
@@ -198,7 +198,7 @@ def test_paths_in_a_checkout_are_unchanged() -> None:
 
     if os.environ.get("PSFT_EDU_DATA"):
         pytest.skip("PSFT_EDU_DATA is set")
-    assert paths.IN_CHECKOUT and paths.REPO_ROOT == REPO and models.DATA_DIR == REPO / "data"
+    assert paths.IN_CHECKOUT and paths.REPO_ROOT == REPO and paths.DATA_DIR == REPO / "data"
     assert not paths.data_is_read_only()
     assert paths.user_checkpoint_dir("tiny") == paths.cache_dir() / "checkpoints" / "tiny"  # pretrain's default
     if not (paths.user_checkpoint_dir("tiny") / "config.json").exists():

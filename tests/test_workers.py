@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from psft_edu import compare
+from psft_edu.engine.workers import Task, WorkerPool, usable_cores
+from psft_edu.experiments import compare
 from psft_edu.presets import EvalProtocol
-from psft_edu.workers import Task, WorkerPool, usable_cores
 
 TINY = replace(compare.SETTINGS["tiny"], max_steps=8, eval_every=8, seeds=(0, 1),
                eval=EvalProtocol(prompts=3, samples=1, ood_prompts=1, final_samples=2))
@@ -66,7 +66,7 @@ def test_resume_reuses_finished_runs_and_reruns_changed_ones(tmp_path) -> None:
 
 @pytest.mark.parametrize("workers", [0, -1])
 def test_cli_refuses_no_workers(workers, tmp_path, capsys) -> None:
-    from psft_edu.__main__ import main
+    from psft_edu.cli.main import main
 
     assert main(["sweep", "--preset", "tiny", "--what", "clip", "--workers", str(workers),
                  "--out", str(tmp_path / "s")]) == 2
@@ -85,8 +85,8 @@ def test_ctrl_c_stops_every_worker_keeps_finished_runs_and_resume_finishes(tmp_p
 
     out = tmp_path / "cmp"
     script = (
-        "import sys; from dataclasses import replace; from psft_edu import compare; "
-        "from psft_edu.presets import EvalProtocol; from psft_edu.__main__ import main; "
+        "import sys; from dataclasses import replace; from psft_edu.experiments import compare; "
+        "from psft_edu.presets import EvalProtocol; from psft_edu.cli.main import main; "
         "compare.SETTINGS['tiny'] = replace(compare.SETTINGS['tiny'], max_steps=8, eval_every=8, seeds=(0, 1), "
         "eval=EvalProtocol(prompts=3, samples=1, ood_prompts=1, final_samples=2)); "
         f"sys.exit(main(['compare', '--preset', 'tiny', '--no-long', '--workers', '2', '--out', {str(out)!r}] "
