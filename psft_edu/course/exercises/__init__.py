@@ -6,6 +6,9 @@ checkers (:func:`~psft_edu.course.exercises.checking.check_implementation` for i
 :mod:`~psft_edu.course.exercises.cases` holds the random inputs the implement-it checkers
 share. A notebook imports its own module as ``exercises``.
 
+A module whose implement-it checkers go through ``check_implementation`` lists, in ``MISTAKE_MODELS``, each
+checker's typical wrong versions; a test feeds every one to its checker and expects that mistake named.
+
 Every ``check_*`` prints one message and returns ``True`` (right), ``False`` (the first mistake named) or ``None``
 (not attempted: the answer is still ``None``), so a notebook runs top to bottom untouched.
 """

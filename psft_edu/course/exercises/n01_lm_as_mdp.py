@@ -2,10 +2,6 @@
 
 How many actions a policy picks from, how many action sequences exist, a completion's log-probability,
 and the implement-it exercise for per-token log-probabilities.
-
-``from psft_edu.course.exercises import n01_lm_as_mdp as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -145,8 +141,6 @@ def check_token_logprobs_impl(user_fn: Any) -> bool | None:
                                 "log_softmax.", grad_of="logits", what="output")
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_token_logprobs_impl": _token_logprobs_mistakes,
 }

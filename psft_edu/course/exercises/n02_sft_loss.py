@@ -2,10 +2,6 @@
 
 The mean of a sequence's token losses, the loss when every token has the same probability, how much a
 long answer weighs in a token-mean, and the implement-it exercise for the SFT loss.
-
-``from psft_edu.course.exercises import n02_sft_loss as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -146,8 +142,6 @@ def check_sft_loss_impl(user_fn: Any) -> bool | None:
     )
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_sft_loss_impl": _sft_loss_mistakes,
 }

@@ -2,10 +2,6 @@
 
 The REINFORCE gradient of a bandit, the advantage and its sign, the SFT gradient on a logit, and the
 implement-it exercise for the policy-gradient loss.
-
-``from psft_edu.course.exercises import n03_sft_is_policy_gradient as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -134,8 +130,6 @@ def check_pg_loss_impl(user_fn: Any) -> bool | None:
                                 nonfinite_hint="masked positions may hold -inf; select with torch.where.")
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_pg_loss_impl": _pg_loss_mistakes,
 }

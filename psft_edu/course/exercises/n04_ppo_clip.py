@@ -2,10 +2,6 @@
 
 The clipped surrogate's value, when its gradient is zero, the share of clipped tokens, and the
 implement-it exercise for PPO's clipped loss.
-
-``from psft_edu.course.exercises import n04_ppo_clip as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -181,8 +177,6 @@ def check_ppo_clip_impl(user_fn: Any) -> bool | None:
                                 grad_of="logp")
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_ppo_clip_impl": _ppo_clip_mistakes,
 }

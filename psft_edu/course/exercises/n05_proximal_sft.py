@@ -3,10 +3,6 @@
 PSFT's gradient weight per ratio, when PSFT is plain SFT, how many refreshes a run makes, the
 implement-it exercise for the PSFT loss, and the exercise in which the learner writes the whole PSFT
 training loop (:func:`check_psft_loop`, run against :class:`psft_edu.engine.train.Trainer`).
-
-``from psft_edu.course.exercises import n05_proximal_sft as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -414,8 +410,6 @@ def check_psft_loss_impl(user_fn: Any) -> bool | None:
                                 grad_of="logp")
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_psft_loss_impl": _psft_loss_mistakes,
 }

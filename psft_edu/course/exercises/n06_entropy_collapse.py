@@ -2,10 +2,6 @@
 
 Reading the comparison's results (which run kept the most out-of-domain accuracy) and the implement-it
 exercise for the exact KL divergence between two next-token distributions.
-
-``from psft_edu.course.exercises import n06_entropy_collapse as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -104,8 +100,6 @@ def check_exact_kl_impl(fn: Callable | None) -> bool | None:
     )
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_exact_kl_impl": _exact_kl_mistakes,
 }

@@ -2,10 +2,6 @@
 
 Group-normalised advantages, the share of GRPO groups with no learning signal and the group size that
 keeps it low, and the implement-it exercise for group advantages (mistakes named from the output).
-
-``from psft_edu.course.exercises import n07_rl_after_sft as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations

@@ -2,10 +2,6 @@
 
 DFT's token weights, the k3 estimate of the KL, the Pareto front of a sweep, whether a curve rises or
 falls (:func:`trend`), and the implement-it exercises for the DFT loss and the k3 KL penalty.
-
-``from psft_edu.course.exercises import n08_neighbours_and_ablations as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations

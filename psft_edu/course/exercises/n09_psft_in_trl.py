@@ -1,10 +1,6 @@
 """The exercise checkers of notebook 09_psft_in_trl: PSFT in TRL.
 
 The implement-it exercise for the ratio statistics the TRL trainer logs.
-
-``from psft_edu.course.exercises import n09_psft_in_trl as exercises`` gives the notebook
-every checker it calls, :func:`~psft_edu.course.exercises.checking.check_prediction` (shared by all
-notebooks) included.
 """
 
 from __future__ import annotations
@@ -87,8 +83,6 @@ def check_ratio_stats_impl(user_fn: Any) -> bool | None:
                                 mistakes=_ratio_stats_mistakes(), hint=hint)
 
 
-#: Every implement-it checker of this notebook built on check_implementation -> its mistake models (a test feeds
-#: each one to its checker and expects that mistake named).
 MISTAKE_MODELS: dict[str, Callable[[], Mistakes]] = {
     "check_ratio_stats_impl": _ratio_stats_mistakes,
 }
