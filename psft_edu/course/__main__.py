@@ -1,4 +1,4 @@
-"""The course's own commands: ``python -m psft_edu.course <command> --help``.
+"""The course's own commands: the notebooks' launch cells, the student edition and the course site.
 
     python -m psft_edu.course stamp                         # write the launch cells into every notebook
     python -m psft_edu.course stamp --repo https://github.com/<owner>/<name>   # ... pointing at a fork
