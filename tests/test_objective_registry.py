@@ -143,6 +143,6 @@ def test_the_notebook_helpers_use_the_registry_equations() -> None:
 
     r = np.array([0.5, 1.0, 1.28, 1.2800001, 3.0])
     assert analysis.psft_weight(r, 0.28).tolist() == [0.5, 1.0, 1.28, 0.0, 0.0]
-    assert analysis._surrogate_and_slope(1.5, 1.0, 0.2) == (1.2, 0.0)
-    assert analysis._surrogate_and_slope(0.5, -1.0, 0.2) == (-0.8, 0.0)
+    assert analysis.surrogate_and_slope(1.5, 1.0, 0.2) == (1.2, 0.0)
+    assert analysis.surrogate_and_slope(0.5, -1.0, 0.2) == (-0.8, 0.0)
     assert analysis.clip_fractions_by_minibatch([[[1.0, 2.0]], [[1.5, 1.0]]], [[1, 1]], 0.28, 2) == [0.5, 0.5]

@@ -59,7 +59,7 @@ def target_labels(tokenizer: PreTrainedTokenizerBase, targets: torch.Tensor) -> 
 
 # ---------------------------------------------------------------- 04-05 ratios and clipping
 
-def _numpy(x: object):
+def as_numpy(x: object):
     """A tensor, array or nested list as a float64 NumPy array."""
     import numpy as np
 
@@ -77,10 +77,10 @@ def psft_weight(ratio: object, epsilon: float):
 
     from ..objectives import psft_gradient_weight
 
-    return psft_gradient_weight(torch.from_numpy(_numpy(ratio)), epsilon).numpy()
+    return psft_gradient_weight(torch.from_numpy(as_numpy(ratio)), epsilon).numpy()
 
 
-def _surrogate_and_slope(r: float, advantage: float, epsilon: float) -> tuple[float, float]:
+def surrogate_and_slope(r: float, advantage: float, epsilon: float) -> tuple[float, float]:
     """min(r·Â, clip(r, 1-ε, 1+ε)·Â) and its derivative in r: :func:`psft_edu.objectives.clipped_surrogate` at one
     ratio.
     """
@@ -103,17 +103,17 @@ def clip_fractions_by_minibatch(ratios: object, mask: object, epsilon: float, k_
 
     from ..objectives import clip_fraction_by_minibatch
 
-    r, m = torch.from_numpy(_numpy(ratios)), torch.from_numpy(_numpy(mask))
+    r, m = torch.from_numpy(as_numpy(ratios)), torch.from_numpy(as_numpy(mask))
     return clip_fraction_by_minibatch(r, m, epsilon, k_updates).tolist()
 
 
-def _completion_grid(ratio: object, mask: object, labels: list[list[str]], rows: int):
+def completion_grid(ratio: object, mask: object, labels: list[list[str]], rows: int):
     """The completion tokens of the first ``rows`` sequences, left-aligned: (ratio grid with NaN padding, label
     grid).
     """
     import numpy as np
 
-    r, m = _numpy(ratio), _numpy(mask) > 0
+    r, m = as_numpy(ratio), as_numpy(mask) > 0
     picked = [np.flatnonzero(m[i]) for i in range(min(rows, len(r)))]
     width = max((len(p) for p in picked), default=0)
     grid = np.full((len(picked), width), np.nan)
@@ -249,7 +249,7 @@ def rl_samples_text(result: dict, step: int, runs: list[str] | None = None) -> s
 
 # ---------------------------------------------------------------- 08 sweeps
 
-def _label_groups(
+def label_groups(
     points: dict[str, tuple[float, float]], tol: float = 0.04
 ) -> list[tuple[list[str], tuple[float, float]]]:
     """Points closer than ``tol`` of the axis ranges share one label (their names joined), so labels do not overlap."""

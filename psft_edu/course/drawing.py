@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 from .analysis import (
     COMPARE_METRICS,
     RL_METRICS,
-    _completion_grid,
-    _label_groups,
-    _numpy,
-    _surrogate_and_slope,
+    as_numpy,
     clip_fractions_by_minibatch,
     compare_curve,
+    completion_grid,
+    label_groups,
     psft_weight,
     rl_curve,
     rl_eval_means,
+    surrogate_and_slope,
     token_label,
 )
 
@@ -52,7 +52,7 @@ def render_png(draw: Callable[[Figure], object], figsize: tuple[float, float], d
 
 # ---------------------------------------------------------------- 01-02 tokens and the loss mask, as HTML
 
-def _explorer_html(
+def explorer_html(
     rows: list[tuple[int, str, float]], prompt: str, generated: list[tuple[str, float]], note: str
 ) -> str:
     import html
@@ -118,7 +118,7 @@ def loss_mask_html(tokenizer: PreTrainedTokenizerBase, record: dict[str, str]) -
 
 # ---------------------------------------------------------------- 04 clipped surrogate
 
-def _clip_explorer_png(epsilon: float, r: float, dpi: int = 80) -> bytes:
+def clip_explorer_png(epsilon: float, r: float, dpi: int = 80) -> bytes:
     """Both advantage signs side by side, with the probe ratio r marked; PNG bytes."""
     from ..experiments.plots import plot_clipped_surrogate
 
@@ -126,7 +126,7 @@ def _clip_explorer_png(epsilon: float, r: float, dpi: int = 80) -> bytes:
         for ax, advantage in zip(fig.subplots(1, 2), (1.0, -1.0)):
             plot_clipped_surrogate(epsilon, advantage, ax)
             ax.axvline(r, color="black", lw=0.8, ls="--")
-            ax.plot([r], [_surrogate_and_slope(r, advantage, epsilon)[0]], "o", color="black")
+            ax.plot([r], [surrogate_and_slope(r, advantage, epsilon)[0]], "o", color="black")
             ax.set_ylim(-2.1, 2.1)
 
     return render_png(draw, (10, 3.6), dpi)
@@ -159,7 +159,7 @@ def plot_token_ratios(
         import matplotlib.pyplot as plt
 
         ax = plt.subplots(figsize=(7, 0.45 * rows + 1.2))[1]
-    grid, names = _completion_grid(ratio, mask, labels, rows)
+    grid, names = completion_grid(ratio, mask, labels, rows)
     log2 = np.log2(np.clip(grid, 2.0**-3, 2.0**6))
     image = ax.imshow(log2, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=-3.0, vmax=6.0), aspect="auto")
     for i in range(grid.shape[0]):
@@ -200,7 +200,7 @@ def token_ratio_html(ratio: object, mask: object, labels: list[list[str]], epsil
     from matplotlib import colormaps
     from matplotlib.colors import TwoSlopeNorm, to_hex
 
-    grid, names = _completion_grid(ratio, mask, labels, rows)
+    grid, names = completion_grid(ratio, mask, labels, rows)
     norm, cmap = TwoSlopeNorm(vcenter=0.0, vmin=-3.0, vmax=6.0), colormaps["RdBu_r"]
     lines = []
     for i in range(grid.shape[0]):
@@ -230,7 +230,7 @@ def draw_psft_explorer(axes, ratios: object, mask: object, epsilon: float, k_upd
     """
     import numpy as np
 
-    r_all, m = _numpy(ratios), _numpy(mask) > 0
+    r_all, m = as_numpy(ratios), as_numpy(mask) > 0
     last = r_all[k_updates - 1][m]
     right = max(4.0, 1.5 * float(r_all[:, m].max()), 2 * (1 + epsilon))  # fixed while K changes
     grid = np.geomspace(0.125, right, 400)
@@ -267,7 +267,7 @@ def draw_psft_explorer(axes, ratios: object, mask: object, epsilon: float, k_upd
     ax.legend(fontsize=8, loc="upper left")
 
 
-def _psft_explorer_png(ratios: object, mask: object, epsilon: float, k_updates: int, dpi: int = 80) -> bytes:
+def psft_explorer_png(ratios: object, mask: object, epsilon: float, k_updates: int, dpi: int = 80) -> bytes:
     return render_png(
         lambda fig: draw_psft_explorer(fig.subplots(1, 2), ratios, mask, epsilon, k_updates), (10, 3.4), dpi
     )
@@ -333,7 +333,7 @@ def draw_compare_curves(
     Colours follow the objective (SFT red, PSFT blue); solid lines are the higher learning rate,
     dashed the lower one. Evaluation curves are drawn with markers (they have few points).
     """
-    from ..experiments.plots import _shade, _style, run_label
+    from ..experiments.plots import run_label, run_line_style, run_shade
 
     key, ylabel = COMPARE_METRICS[metric]
     chosen = list(summary["runs"]) if runs is None else list(runs)
@@ -341,8 +341,9 @@ def draw_compare_curves(
         run = summary["runs"][name]
         steps, mean, std = compare_curve(summary, name, key, 1 if key.startswith("eval_") else smooth)
         marker = "o" if key.startswith("eval_") else ""
-        ax.plot(steps, mean, marker + _style(run, summary), color=_shade(run, summary), label=run_label(run), ms=4)
-        ax.fill_between(steps, mean - std, mean + std, color=_shade(run, summary), alpha=0.15)
+        ax.plot(steps, mean, marker + run_line_style(run, summary), color=run_shade(run, summary),
+                label=run_label(run), ms=4)
+        ax.fill_between(steps, mean - std, mean + std, color=run_shade(run, summary), alpha=0.15)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
@@ -352,7 +353,7 @@ def draw_compare_curves(
         ax.legend(fontsize=8)
 
 
-def _compare_png(summary: dict, metric: str, runs: list[str], smooth: int, log_y: bool, dpi: int = 80) -> bytes:
+def compare_png(summary: dict, metric: str, runs: list[str], smooth: int, log_y: bool, dpi: int = 80) -> bytes:
     draw = lambda fig: draw_compare_curves(fig.add_subplot(111), summary, metric, runs, smooth, log_y)
     return render_png(draw, (7, 3.8), dpi)
 
@@ -467,7 +468,7 @@ def draw_rl_evals(axes, result: dict) -> None:
     axes[2].set_title("per family after RL (black ticks: before RL)", fontsize=10)
 
 
-def _rl_png(result: dict, metric: str, smooth: int, step: int, dpi: int = 72) -> bytes:
+def rl_png(result: dict, metric: str, smooth: int, step: int, dpi: int = 72) -> bytes:
     draw = lambda fig: draw_rl_curves(fig.add_subplot(111), result, metric, smooth, step, per_seed=False)
     return render_png(draw, (7, 3.6), dpi)
 
@@ -484,20 +485,20 @@ def draw_sweep_scatter(
     these two axes (each axis in its own "better" direction) are ringed and joined by a dashed line.
     Returns the names on the front.
     """
-    from ..experiments.plots import _colour
+    from ..experiments.plots import run_colour
     from ..experiments.sweep import METRICS, final_value, pareto_front
 
     entries = {**({"base": {"objective": "base", **summary["base"]}} if base else {}), **summary["runs"]}
     points = {name: (final_value(run, x), final_value(run, y)) for name, run in entries.items()}
     front = pareto_front(points, (METRICS[x][3], METRICS[y][3]))
     for name, (px, py) in points.items():
-        ax.plot(px, py, "*" if name == "base" else "o", color=_colour(entries[name]), ms=12 if name == "base" else 7)
+        ax.plot(px, py, "*" if name == "base" else "o", color=run_colour(entries[name]), ms=12 if name == "base" else 7)
         if name in front:
             ax.plot(px, py, "o", mfc="none", mec="black", ms=13)
     xs, ys = [p[0] for p in points.values()], [p[1] for p in points.values()]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     placed: list[tuple[float, float]] = []
-    for names, (px, py) in sorted(_label_groups(points), key=lambda g: g[1][0]):
+    for names, (px, py) in sorted(label_groups(points), key=lambda g: g[1][0]):
         # A label right of a point would run into the label of a neighbour just to its left: put it below.
         crowded = any(abs(py - qy) < 0.06 * span_y and 0 <= px - qx < 0.35 * span_x for qx, qy in placed)
         ax.annotate(
@@ -514,5 +515,5 @@ def draw_sweep_scatter(
     return front
 
 
-def _sweep_png(summary: dict, x: str, y: str, dpi: int = 80) -> bytes:
+def sweep_png(summary: dict, x: str, y: str, dpi: int = 80) -> bytes:
     return render_png(lambda fig: draw_sweep_scatter(fig.add_subplot(111), summary, x, y), (7, 4.2), dpi)

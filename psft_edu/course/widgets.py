@@ -12,25 +12,25 @@ from ..objectives import PPO_CLIP, PSFT_CLIP
 from .analysis import (
     COMPARE_METRICS,
     RL_METRICS,
-    _numpy,
-    _surrogate_and_slope,
+    as_numpy,
     clip_fractions_by_minibatch,
     compare_curve,
     compare_metrics,
     next_token_probs,
     rl_eval_at,
     rl_shown_runs,
+    surrogate_and_slope,
     token_label,
     top_next_tokens,
 )
 from .drawing import (
-    _clip_explorer_png,
-    _compare_png,
-    _explorer_html,
-    _psft_explorer_png,
-    _rl_png,
-    _sweep_png,
+    clip_explorer_png,
+    compare_png,
+    explorer_html,
     loss_mask_html,
+    psft_explorer_png,
+    rl_png,
+    sweep_png,
     token_ratio_html,
 )
 
@@ -92,7 +92,7 @@ def token_explorer(
             note = f"The episode has ended ({last} was chosen). Edit the state or go back to the prompt."
         step.disabled = ended or not rows
         shown = [(token_label(tokenizer, i), p) for i, p in state["generated"]]
-        view.value = _explorer_html(rows, state["prompt"], shown, note)
+        view.value = explorer_html(rows, state["prompt"], shown, note)
 
     def on_text(change) -> None:
         if not state["syncing"]:
@@ -147,7 +147,7 @@ def loss_mask_viewer(tokenizer: PreTrainedTokenizerBase, records: list[dict[str,
 def _clip_explorer_readout(epsilon: float, r: float) -> str:
     rows = []
     for advantage in (1.0, -1.0):
-        value, slope = _surrogate_and_slope(r, advantage, epsilon)
+        value, slope = surrogate_and_slope(r, advantage, epsilon)
         state = "gradient flows" if slope != 0 else "<b>clipped: zero gradient</b>"
         rows.append(f"<tr><td>Â = {advantage:+g}</td><td>{value:+.3f}</td><td>{slope:+g}</td><td>{state}</td></tr>")
     return (
@@ -173,12 +173,12 @@ def clip_explorer(epsilon: float = PPO_CLIP, r: float = 1.3):
     )
     eps_slider.add_class("psft-epsilon")
     r_slider.add_class("psft-ratio")
-    image = widgets.Image(value=_clip_explorer_png(epsilon, r), format="png", layout=widgets.Layout(max_width="800px"))
+    image = widgets.Image(value=clip_explorer_png(epsilon, r), format="png", layout=widgets.Layout(max_width="800px"))
     image.add_class("psft-clip-plot")
     readout = widgets.HTML(_clip_explorer_readout(epsilon, r))
 
     def redraw(_change=None) -> None:
-        image.value = _clip_explorer_png(eps_slider.value, r_slider.value)
+        image.value = clip_explorer_png(eps_slider.value, r_slider.value)
         readout.value = _clip_explorer_readout(eps_slider.value, r_slider.value)
 
     eps_slider.observe(redraw, names="value")
@@ -211,9 +211,9 @@ def psft_explorer(
     import ipywidgets as widgets
 
     runs = (
-        {name: _numpy(value) for name, value in ratios.items()}
+        {name: as_numpy(value) for name, value in ratios.items()}
         if isinstance(ratios, dict)
-        else {"ratios": _numpy(ratios)}
+        else {"ratios": as_numpy(ratios)}
     )
     steps = min(len(r) for r in runs.values())
     if not 1 <= k_updates <= steps:
@@ -233,7 +233,7 @@ def psft_explorer(
 
     def redraw(_change=None) -> None:
         r, eps, k = runs[run_buttons.value], eps_slider.value, k_buttons.value
-        image.value = _psft_explorer_png(r, mask, eps, k)
+        image.value = psft_explorer_png(r, mask, eps, k)
         fractions = clip_fractions_by_minibatch(r, mask, eps, k)
         if k == 1:
             refresh = (
@@ -311,7 +311,7 @@ def compare_explorer(
 
     def redraw(_change=None) -> None:
         chosen = [n for n in names if boxes[n].value]
-        image.value = _compare_png(summary, dropdown.value, chosen, smooth.value, log_y.value)
+        image.value = compare_png(summary, dropdown.value, chosen, smooth.value, log_y.value)
         readout.value = _compare_readout(summary, dropdown.value, chosen)
 
     for control in (dropdown, smooth, log_y, *boxes.values()):
@@ -380,7 +380,7 @@ def rl_explorer(result: dict, metric: str = "reward (share of correct samples)",
     readout = widgets.HTML()
 
     def redraw(_change=None) -> None:
-        image.value = _rl_png(result, dropdown.value, smoother.value, step_slider.value)
+        image.value = rl_png(result, dropdown.value, smoother.value, step_slider.value)
         readout.value = _rl_readout(result, step_slider.value)
 
     for control in (dropdown, smoother, step_slider):
@@ -439,7 +439,7 @@ def sweep_explorer(
 
     def redraw(_change=None) -> None:
         summary = summaries[sweep_menu.value]
-        image.value = _sweep_png(summary, x_menu.value, y_menu.value)
+        image.value = sweep_png(summary, x_menu.value, y_menu.value)
         readout.value = _sweep_readout(summary, x_menu.value, y_menu.value)
 
     for control in (sweep_menu, x_menu, y_menu):

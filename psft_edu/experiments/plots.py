@@ -14,7 +14,7 @@ FONT = 9  # points: readable at notebook width without zooming
 DPI = 110  # saved figures and the notebooks' inline figures
 
 
-def _colour(run: dict) -> str:
+def run_colour(run: dict) -> str:
     return COLOURS.get(run.get("objective", ""), "tab:gray")
 
 
@@ -22,18 +22,18 @@ def _rates(summary: dict) -> list[float]:
     return sorted({r["lr"] for r in summary["runs"].values()}, reverse=True)
 
 
-def _style(run: dict, summary: dict) -> str:
+def run_line_style(run: dict, summary: dict) -> str:
     """Line style by learning rate: solid for the highest rate in the summary, then dashed, dotted, dash-dot."""
     return ("-", "--", ":", "-.")[_rates(summary).index(run["lr"]) % 4] if "lr" in run else "-"
 
 
-def _shade(run: dict, summary: dict) -> tuple[float, float, float, float]:
+def run_shade(run: dict, summary: dict) -> tuple[float, float, float, float]:
     """The objective's colour, darker for higher learning rates: the rate is shown by shade *and* line style."""
     from matplotlib import colors
 
     rates = _rates(summary)
     rank = rates.index(run["lr"]) if "lr" in run else 0
-    r, g, b = colors.to_rgb(_colour(run))
+    r, g, b = colors.to_rgb(run_colour(run))
     light = 0.45 * rank / max(len(rates) - 1, 1)  # 0 for the highest rate, up to 0.45 towards white
     return (r + (1 - r) * light, g + (1 - g) * light, b + (1 - b) * light, 1.0)
 
@@ -79,11 +79,11 @@ def plot_curve(view: dict, key: str, ax=None, ylabel: str | None = None, title: 
         curve = run["curves"][key]
         steps, mean = np.array(curve["step"]), scale * np.array(curve["mean"], dtype=float)
         marker = "o" if key.startswith("eval_") else None
-        ax.plot(steps, mean, _style(run, view), color=_shade(run, view), marker=marker, ms=3, lw=1.4,
+        ax.plot(steps, mean, run_line_style(run, view), color=run_shade(run, view), marker=marker, ms=3, lw=1.4,
                 label=run_label(run))
         if curve.get("ci95") is not None:
             low, high = (scale * np.array(curve["ci95"], dtype=float)[:, i] for i in (0, 1))
-            ax.fill_between(steps, low, high, color=_shade(run, view), alpha=0.15, lw=0)
+            ax.fill_between(steps, low, high, color=run_shade(run, view), alpha=0.15, lw=0)
         last = max(last, steps[-1])
     metric = key[5:] if key.startswith("eval_") else None
     finals = view["base"]["final"]
@@ -138,7 +138,7 @@ def plot_pareto(summary: dict, axes=None, title: str = ""):
     for name, run in runs.items():
         f = run["final"]
         marker = "*" if name == "base" else ("o", "s", "^", "D")[_rates(summary).index(run["lr"]) % 4]
-        colour = "black" if name == "base" else _shade(run, summary)
+        colour = "black" if name == "base" else run_shade(run, summary)
         style = {"fmt": marker, "color": colour, "label": "base" if name == "base" else run_label(run),
                  "ms": 11 if name == "base" else 6}
         _errorbar(axes[0], f["in_domain_exact"], f["ood_exact"], 100, 100, **style)
@@ -160,8 +160,9 @@ def plot_trajectories(view: dict, ax=None, title: str = ""):
     for run in view["runs"].values():
         x = 100 * np.array(run["curves"]["eval_in_domain_exact"]["mean"], dtype=float)
         y = 100 * np.array(run["curves"]["eval_ood_exact"]["mean"], dtype=float)
-        ax.plot(x, y, _style(run, view), color=_shade(run, view), marker="o", ms=2.5, lw=1.3, label=run_label(run))
-        ax.plot(x[-1], y[-1], "o", color=_shade(run, view), ms=7, mfc="white", mew=1.5)
+        ax.plot(x, y, run_line_style(run, view), color=run_shade(run, view), marker="o", ms=2.5, lw=1.3,
+                label=run_label(run))
+        ax.plot(x[-1], y[-1], "o", color=run_shade(run, view), ms=7, mfc="white", mew=1.5)
     b = view["base"]["final"]
     ax.plot(100 * b["in_domain_exact"]["mean"], 100 * b["ood_exact"]["mean"], "*", color="black", ms=11, label="base")
     ax.set_xlabel("in-domain accuracy (%)", fontsize=FONT)
@@ -311,7 +312,7 @@ def plot_regime(summary: dict, axes=None):
                 y = -scale * d["mean"]
                 yerr = None if not d.get("ci95") else [[y + scale * d["ci95"][1]], [-scale * d["ci95"][0] - y]]
                 x = max(mech[mkey]["mean"], 1e-4)  # log axis: nothing clipped is drawn at 1e-4
-                ax.errorbar(x, y, yerr=yerr, fmt=ARM_MARKERS[arm_of(name)], color=_shade(run, summary), ms=6,
+                ax.errorbar(x, y, yerr=yerr, fmt=ARM_MARKERS[arm_of(name)], color=run_shade(run, summary), ms=6,
                             capsize=2, label=ARM_LABELS[arm_of(name)])
             ax.axhline(0, color="0.6", lw=0.8)
             ax.set_xscale("log")
@@ -343,7 +344,7 @@ def plot_matched_progress(summary: dict, pairs: list[tuple[str, str]], axes=None
             if ind.get("ci95") is not None:
                 err = {"xerr": 100 * np.abs(np.array(ind["ci95"], dtype=float).T - x / 100),
                        "yerr": 100 * np.abs(np.array(ood["ci95"], dtype=float).T - y / 100)}
-            ax.errorbar(x, y, fmt="o" + _style(run, summary), color=_colour(run), ms=3, lw=1.2, capsize=0,
+            ax.errorbar(x, y, fmt="o" + run_line_style(run, summary), color=run_colour(run), ms=3, lw=1.2, capsize=0,
                         elinewidth=0.6, label=f"{run_label(run)}{' (' + arm_of(name) + ')' if name == psft else ''}",
                         **err)
         gap = frontier_gap(summary["runs"][sft], summary["runs"][psft])
