@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..config import problem_with
-from ..presets import PRESETS, preset_name
+from ..presets import preset_name
 from .flags import FlagError, command_line, settings_from_args
 
 
@@ -39,16 +39,12 @@ def forget_said_sources() -> None:
 def load_model_for_run(spec: str | Path | None, device: str | None = None):
     """:func:`psft_edu.models.load_model`, with a failure to find or read the model as one-line :class:`RunError`;
     where the model came from is printed once (:func:`say_model_source`). A preset's missing base is built first
-    where that is allowed (:func:`psft_edu.experiments.build_base.ensure_base`)."""
+    where that is allowed (:func:`psft_edu.experiments.build_base.load_with_base`)."""
     from ..engine.outputs import RunError
-    from ..experiments.build_base import ensure_base
-    from ..models import load_model
-    from ..presets import preset_name
+    from ..experiments.build_base import load_with_base
 
     try:
-        if spec is None or str(spec) in PRESETS:
-            ensure_base(preset_name(str(spec) if spec else None), device=device)
-        loaded = load_model(spec, device=device)
+        loaded = load_with_base(spec, device=device)
         say_model_source(spec)
         return loaded
     except FileNotFoundError:

@@ -54,9 +54,8 @@ def finetune_checkpoints(
 
     from ..data import load_split
     from ..engine.train import TrainConfig, Trainer
-    from ..experiments.build_base import ensure_base
+    from ..experiments.build_base import load_with_base
     from ..experiments.compare import SETTINGS
-    from ..models import load_model
 
     if preset not in SETTINGS:
         raise ValueError(f"no comparison settings for preset {preset!r}; known: {', '.join(SETTINGS)}")
@@ -66,8 +65,7 @@ def finetune_checkpoints(
     checkpoints = {}
     for objective in objectives:
         torch.manual_seed(seed)
-        ensure_base(preset)
-        model, tokenizer = load_model(preset)
+        model, tokenizer = load_with_base(preset)
         cfg = TrainConfig(
             objective=objective,
             lr=settings.high_lr if lr is None else lr,

@@ -28,7 +28,7 @@ from ..data import atomic_write_bytes, collate, encode_records, load_split
 from ..engine.train import TrainConfig, Trainer
 from ..models import load_model, load_tokenizer, new_model, pick_device
 from ..presets import DEFAULT_PRESET, get_preset
-from .build_base import ensure_base
+from .build_base import load_with_base
 
 H100_BF16_FLOPS = 989e12  # dense bf16 peak of an H100 SXM, for MFU
 PEAK_GIB: dict[str, float] = {}  # peak GPU memory of the last timed run per objective (CUDA only)
@@ -48,8 +48,7 @@ def _model(preset: str, device: torch.device):
     p = get_preset(preset)
     if p.bench.from_scratch:
         return new_model(p, load_tokenizer()).to(device), load_tokenizer()
-    ensure_base(p.name, device=device)
-    model, tok = load_model(p.name, device=device)
+    model, tok = load_with_base(p.name, device=device)
     return model.train(), tok
 
 

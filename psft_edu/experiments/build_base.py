@@ -25,12 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from ..data import load_split
 from ..engine.train import TrainConfig, Trainer
-from ..models import load_tokenizer, new_model, pick_device
+from ..models import load_model, load_tokenizer, new_model, pick_device
 from ..paths import base_checkpoint_dir, built_checkpoint_dir
-from ..presets import get_preset
+from ..presets import PRESETS, get_preset, preset_name
 
 BUILD_ENV = "PSFT_EDU_BUILD_BASE"
 PROBE_STEPS = 2  # timed pretraining steps, after one untimed warm-up step
@@ -180,6 +181,16 @@ def ensure_base(preset: str, device: str | torch.device | None = None, progress:
     return target
 
 
+def load_with_base(
+    spec: str | Path | None = None, device: str | torch.device | None = None
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """:func:`psft_edu.models.load_model`, with a preset's missing base built first where that is allowed
+    (:func:`ensure_base`); a folder or an ``hf:`` id is loaded as it is."""
+    if spec is None or str(spec) in PRESETS:
+        ensure_base(preset_name(str(spec) if spec else None), device=device)
+    return load_model(spec, device=device)
+
+
 @contextmanager
 def _build_lock(target: Path) -> Iterator[None]:
     """One build of a base at a time: an exclusive lock on ``<target>.lock`` (POSIX; elsewhere none)."""
@@ -204,5 +215,6 @@ __all__ = [
     "ensure_base",
     "estimate_build_seconds",
     "format_duration",
+    "load_with_base",
     "probe_seconds_per_step",
 ]
