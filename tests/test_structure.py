@@ -175,8 +175,7 @@ def test_a_deliberate_upward_import_is_caught(module: str, line: str, expected: 
 def test_a_deliberate_loop_is_caught() -> None:
     sources = package_sources()
     sources["engine.outputs"] += "\n\ndef _back():\n    from . import runs\n"
-    assert ["engine.outputs", "engine.runs", "engine.outputs"] in [sorted(c[:-1]) + [sorted(c[:-1])[0]]
-                                                                   for c in import_cycles(sources)]
+    assert any(set(cycle) == {"engine.outputs", "engine.runs"} for cycle in import_cycles(sources))
 
 
 def test_a_new_top_level_module_must_declare_its_layer() -> None:
