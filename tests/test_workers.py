@@ -112,3 +112,12 @@ def test_ctrl_c_stops_every_worker_keeps_finished_runs_and_resume_finishes(tmp_p
     assert again.returncode == 0, again.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["timing"]["phases"][1]["reused"] >= len(kept)
+
+
+def test_a_base_evaluation_both_views_need_runs_once_and_is_kept_in_both(tmp_path) -> None:
+    long = replace(TINY, seeds=(1,), train_records=64)  # seed 1 under the same protocol as the main view
+    summary = compare.compare("tiny", out=tmp_path, settings=TINY, long_settings=long, progress=False, workers=1)
+    base = summary["timing"]["phases"][0]
+    assert base["shared"] == 1 and len(base["task_seconds"]) == 2  # seeds 0 and 1 of main; long's seed 1 shared
+    kept = [json.loads((tmp_path / view / "base_seed1" / "result.json").read_text()) for view in ("main", "long")]
+    assert kept[0] == kept[1]

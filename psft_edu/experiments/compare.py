@@ -66,6 +66,18 @@ LONG_SETTINGS: dict[str, CompareSettings] = {name: p.long for name, p in PRESETS
 TEACHERS = ("canonical", "base-style")
 
 
+# One evaluation point costs about as much as training on this many sequences per prompt it evaluates
+# (measured at `small`: a point on 5 x 64 prompts takes as long as 13 optimiser steps of 32 sequences).
+EVAL_COST_PER_PROMPT = 1.3
+
+
+def run_cost(spec: RunSpec, settings: CompareSettings) -> float:
+    """A run's relative size, for starting the largest first: sequences trained on plus its evaluations."""
+    steps = spec.max_steps or settings.max_steps
+    points = steps // (spec.eval_every or settings.eval_every) + 4  # the final point costs about four more
+    return steps * settings.mini_batch + points * EVAL_COST_PER_PROMPT * len(tasks.FAMILIES) * settings.eval.prompts
+
+
 def run_specs(settings: CompareSettings) -> list[RunSpec]:
     """SFT and PSFT at the higher and the lower learning rate."""
     return [RunSpec(run_name(o, lr), o, lr) for lr in (settings.high_lr, settings.low_lr) for o in ("sft", "psft")]
@@ -211,7 +223,10 @@ def run_views(
 
 
 def _run_phases(phases, views, base, fingerprint, resume, pool, done, timing) -> None:
-    """Phase 0 evaluates the base for every view and seed; phase 1 fine-tunes (it reuses those evaluations)."""
+    """Phase 0 evaluates the base for every view and seed; phase 1 fine-tunes (it reuses those evaluations).
+
+    Tasks with the same key are the same computation (the base under one protocol and seed, in both views):
+    each runs once and its result is kept in every folder that asked for it."""
     for phase in range(2):
         if phase == 1:
             for view in views:
@@ -220,7 +235,7 @@ def _run_phases(phases, views, base, fingerprint, resume, pool, done, timing) ->
                         folder = view.folder / f"{spec.name}_seed{seed}" if view.folder else None
                         key = json.dumps(["run", fingerprint, asdict(view.settings), asdict(spec), seed],
                                          sort_keys=True)
-                        cost = (spec.max_steps or view.settings.max_steps) * view.settings.mini_batch
+                        cost = run_cost(spec, view.settings)
                         kwargs = {"spec": spec, "settings": view.settings, "base": base, "seed": seed,
                                   "folder": folder, "base_eval": done[(view.tag, "base", seed)],
                                   "keep_model": view.keep_models}
@@ -233,12 +248,18 @@ def _run_phases(phases, views, base, fingerprint, resume, pool, done, timing) ->
                 done[where] = stored
             else:
                 todo.append((task, where, folder, key))
+        first = {key: n for n, (_, _, _, key) in reversed(list(enumerate(todo)))}  # equal keys: one task
+        unique = [todo[n] for n in sorted(first.values())]
         tasks = [replace(t, fn=keep_result, kwargs={"fn": t.fn, "key": key, "folder": folder, "kwargs": t.kwargs})
-                 for t, _, folder, key in todo]
+                 for t, _, folder, key in unique]
         results, phase_timing = pool.run(tasks, "evaluating the base" if phase == 0 else "fine-tuning")
-        timing["phases"].append({"reused": len(phases[phase]) - len(todo), **phase_timing})
-        for (_, where, _, _), result in zip(todo, results):
-            done[where] = result
+        timing["phases"].append({"reused": len(phases[phase]) - len(todo), "shared": len(todo) - len(unique),
+                                 **phase_timing})
+        by_key = {key: result for (_, _, _, key), result in zip(unique, results)}
+        for n, (_, where, folder, key) in enumerate(todo):
+            done[where] = by_key[key]
+            if n != first[key] and folder is not None:  # the same evaluation, kept in this folder too
+                atomic_write_bytes(folder / RESULT, json.dumps(by_key[key]).encode())
 
 
 def keep_result(fn, key: str, folder: Path | None, kwargs: dict) -> dict:
