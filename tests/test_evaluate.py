@@ -20,6 +20,7 @@ from psft_edu.engine.evaluate import (
     sample,
 )
 from psft_edu.models import load_model
+from psft_edu.objectives import exact_kl
 from psft_edu.presets import EvalProtocol
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -127,6 +128,27 @@ def test_lockstep_kl_equals_the_separate_computation() -> None:
     assert drawn.texts == again.texts  # the reference does not change what is sampled
     assert own_sample_measures(drawn)["kl_to_base"] == pytest.approx(own_sample_kl(model, other, tok, prompts, drawn),
                                                                      rel=1e-4)
+
+
+def test_kl_on_own_samples_is_the_exact_kl_at_every_drawn_tokens_state() -> None:
+    model, tok = load_model("tiny")
+    other, _ = load_model("tiny")
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    prompts = [p for family in tasks.FAMILIES for p in eval_prompts(family, 2)]  # prompts of several lengths
+    drawn = sample(model, tok, prompts, 2, seed=3, reference=other)
+    checked = 0
+    for prompt, per_prompt, kls in zip(prompts, drawn.token_ids, drawn.kls):
+        start = len(tok(prompt, add_special_tokens=False)["input_ids"]) - 1  # the state of the first drawn token
+        for tokens, per_token in zip(per_prompt, kls):
+            ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"] + tokens])
+            with torch.no_grad():
+                expected = exact_kl(model(input_ids=ids).logits[0], other(input_ids=ids).logits[0])
+            assert len(per_token) == len(tokens)
+            assert per_token == pytest.approx(expected[start : start + len(tokens)].tolist(), abs=1e-4)
+            checked += len(tokens)
+    assert checked > 2 * len(prompts)
 
 
 def test_answer_measures_count_styles_and_read_operand_tokens() -> None:

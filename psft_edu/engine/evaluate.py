@@ -63,9 +63,9 @@ def sample(
 
     Prompts are grouped by token length so no padding is needed; sampling uses its own
     seeded generator, so results do not depend on the global RNG. With ``reference`` (the base
-    model) the reference runs in lockstep on the same tokens and ``kls`` holds the exact
-    KL(model || reference) of the two next-token distributions at every drawn token's state
-    (the model's distribution at temperature 1).
+    model) ``kls`` holds the exact KL(model || reference) of the two next-token distributions at
+    every drawn token's state (the model's distribution at temperature 1); the reference reads each
+    group's finished sequences in one forward pass rather than one token at a time.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -87,10 +87,8 @@ def sample(
         input_ids = torch.tensor([encoded[i] for i in rows], device=device)
         attention = torch.ones_like(input_ids)
         cache, logits = _forward(model, input_ids, attention)
-        if reference is not None:
-            ref_cache, ref_logits = _forward(reference, input_ids, attention)
         finished = torch.zeros(len(rows), dtype=torch.bool, device=device)
-        drawn, step_entropy, step_logp, step_kl = [], [], [], []
+        drawn, step_entropy, step_logp, step_logits = [], [], [], []
         for _ in range(max_new_tokens):
             logp_all = torch.log_softmax(logits if temperature == 0 else logits / temperature, dim=-1)
             if temperature == 0:
@@ -100,7 +98,7 @@ def sample(
             step_entropy.append(-(logp_all.exp() * logp_all).sum(-1))
             step_logp.append(logp_all.gather(-1, nxt[:, None]).squeeze(-1))
             if reference is not None:
-                step_kl.append(exact_kl(logits, ref_logits))
+                step_logits.append(logits)
             nxt = torch.where(finished, torch.full_like(nxt, eos), nxt)
             drawn.append(nxt)
             finished |= nxt == eos
@@ -108,12 +106,15 @@ def sample(
                 break
             attention = torch.cat([attention, torch.ones_like(nxt[:, None])], dim=1)
             cache, logits = _forward(model, nxt[:, None], attention, cache)
-            if reference is not None:
-                ref_cache, ref_logits = _forward(reference, nxt[:, None], attention, ref_cache)
-        ids = torch.stack(drawn, 1).tolist()
+        drawn_ids = torch.stack(drawn, 1)
+        kl_rows = None
+        if reference is not None:  # the reference at the same states: the prompt and every drawn token but the last
+            states = torch.cat([input_ids, drawn_ids[:, :-1]], dim=1)
+            ref_logits = reference(input_ids=states, attention_mask=torch.ones_like(states)).logits[:, length - 1 :]
+            kl_rows = exact_kl(torch.stack(step_logits, 1), ref_logits).tolist()
+        ids = drawn_ids.tolist()
         ent = torch.stack(step_entropy, 1).tolist()
         lps = torch.stack(step_logp, 1).tolist()
-        kl_rows = torch.stack(step_kl, 1).tolist() if reference is not None else None
         for row, prompt_index in enumerate(rows):
             seq = ids[row]
             n = seq.index(eos) + 1 if eos in seq else len(seq)
