@@ -47,6 +47,7 @@ def new_model(
         n_embd=p.n_embd,
         n_layer=p.n_layer,
         n_head=p.n_head,
+        activation_function=p.activation,
         bos_token_id=tok.eos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,

@@ -101,6 +101,10 @@ class Preset:
     long: CompareSettings  # its prolonged view (compare.LONG_SETTINGS)
     rl: RLBudget  # the RL stage after fine-tuning
     bench: BenchBudget
+    # GELU as PyTorch's fused kernel ("gelu_pytorch_tanh"): the same function as GPT-2's composed "gelu_new",
+    # about 15% faster to train and evaluate on a CPU, rounded differently. `tiny` keeps "gelu_new": its shipped
+    # base and the committed outputs of the CI notebooks were made with it.
+    activation: str = "gelu_pytorch_tanh"
 
 
 # Laptops and CI (tiny, small) share the benchmark's shapes; GPT-2 times long synthetic sequences.
@@ -131,6 +135,7 @@ PRESETS: dict[str, Preset] = {
             rl=RLBudget(steps=20, lr=3e-4, updates_per_step=2, eval_every=10, eval_prompts=16, eval_samples=4,
                         num_prompts=256),
             bench=_CPU_BENCH,
+            activation="gelu_new",
         ),
         # A laptop CPU: the default of `make compare`.
         Preset(

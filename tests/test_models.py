@@ -236,3 +236,10 @@ def test_shipped_checkpoint_reproduces_its_manifest(preset):
         for key, value in row.items():
             tol = dict(rel=1e-6, abs=1e-9) if key in FLOAT_KEYS else dict(rel=0, abs=1e-9)
             assert results[family][key] == pytest.approx(value, **tol), (family, key)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_a_shipped_base_uses_its_presets_activation(preset) -> None:
+    shipped = json.loads((models.checkpoint_path(preset) / "config.json").read_text())
+    assert shipped["activation_function"] == presets.get_preset(preset).activation
+    assert new_model(preset).config.activation_function == presets.get_preset(preset).activation
