@@ -116,12 +116,18 @@ def test_exact_accuracy_agrees_with_sampled_accuracy_on_the_trained_base() -> No
 # ---------------------------------------------------------------- measures on own samples
 
 
-def test_lockstep_kl_equals_the_separate_computation() -> None:
+def _base_and_moved():
+    """The tiny base, its tokenizer, and a copy of it with every weight moved a little (a 'fine-tuned' model)."""
     model, tok = load_model("tiny")
     other, _ = load_model("tiny")
     with torch.no_grad():
         for param in other.parameters():
             param.add_(0.05 * torch.randn_like(param))
+    return model, tok, other
+
+
+def test_kl_while_sampling_equals_the_separate_computation() -> None:
+    model, tok, other = _base_and_moved()
     prompts = eval_prompts("make_sum", 6)
     drawn = sample(model, tok, prompts, 3, seed=0, reference=other)
     again = sample(model, tok, prompts, 3, seed=0)
@@ -131,11 +137,7 @@ def test_lockstep_kl_equals_the_separate_computation() -> None:
 
 
 def test_kl_on_own_samples_is_the_exact_kl_at_every_drawn_tokens_state() -> None:
-    model, tok = load_model("tiny")
-    other, _ = load_model("tiny")
-    with torch.no_grad():
-        for param in other.parameters():
-            param.add_(0.05 * torch.randn_like(param))
+    model, tok, other = _base_and_moved()
     prompts = [p for family in tasks.FAMILIES for p in eval_prompts(family, 2)]  # prompts of several lengths
     drawn = sample(model, tok, prompts, 2, seed=3, reference=other)
     checked = 0

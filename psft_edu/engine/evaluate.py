@@ -7,8 +7,8 @@ Two kinds of measurement:
   correctly at temperature 1 is the probability mass it puts on that set, computed by teacher
   forcing (:func:`exact_accuracy`). Its mean over prompts is what sampled accuracy estimates.
 * **On the model's own samples**: the token entropy of the distributions the samples were drawn
-  from, the exact KL to the base model at those same states (the whole vocabulary summed, with the
-  base run in lockstep), the answer style (the teacher's `` a+b=c`` or the base's `` a+b``), and
+  from, the exact KL to the base model at those same states (the whole vocabulary summed; the base
+  reads the finished samples), the answer style (the teacher's `` a+b=c`` or the base's `` a+b``), and
   sampled accuracy, pass@k and distinct valid answers.
 
 :func:`make_eval_fn` bundles both into the protocol every evaluation point of an experiment uses.
