@@ -248,17 +248,18 @@ def _run_phases(phases, views, base, fingerprint, resume, pool, done, timing) ->
                 done[where] = stored
             else:
                 todo.append((task, where, folder, key))
-        first = {key: n for n, (_, _, _, key) in reversed(list(enumerate(todo)))}  # equal keys: one task
-        unique = [todo[n] for n in sorted(first.values())]
+        unique: dict[str, tuple] = {}  # key -> the first task with it: equal keys run once
+        for entry in todo:
+            unique.setdefault(entry[3], entry)
         tasks = [replace(t, fn=keep_result, kwargs={"fn": t.fn, "key": key, "folder": folder, "kwargs": t.kwargs})
-                 for t, _, folder, key in unique]
+                 for t, _, folder, key in unique.values()]
         results, phase_timing = pool.run(tasks, "evaluating the base" if phase == 0 else "fine-tuning")
         timing["phases"].append({"reused": len(phases[phase]) - len(todo), "shared": len(todo) - len(unique),
                                  **phase_timing})
-        by_key = {key: result for (_, _, _, key), result in zip(unique, results)}
-        for n, (_, where, folder, key) in enumerate(todo):
+        by_key = dict(zip(unique, results))
+        for _, where, folder, key in todo:
             done[where] = by_key[key]
-            if n != first[key] and folder is not None:  # the same evaluation, kept in this folder too
+            if folder is not None and folder != unique[key][2]:  # the same evaluation, kept in this folder too
                 atomic_write_bytes(folder / RESULT, json.dumps(by_key[key]).encode())
 
 
